@@ -1,0 +1,50 @@
+# mcpd: `make run` serves, `make test` tests. Both create .venv and install what they need.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HOST PORT
+
+.PHONY: run test install install-test lint bench clean
+
+$(BIN)/python:
+	@echo "==> creating $(VENV) with $(PYTHON)"
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: mcpd needs Python 3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "==> installing mcpd into $(VENV)"
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	@echo "==> installing the test dependencies into $(VENV)"
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+run: install
+	@echo "==> applying migrations"
+	$(BIN)/python manage.py migrate --no-input
+	@echo "==> collecting static files"
+	$(BIN)/python manage.py collectstatic --no-input -v0
+	@echo "==> serving mcpd on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
+	@echo "    first admin user: $(BIN)/python manage.py createsuperuser"
+	exec $(BIN)/gunicorn -c gunicorn.conf.py mcpd.wsgi
+
+test: install-test
+	@echo "==> running the test suite"
+	bash tests/run.sh
+
+lint: install-test
+	$(BIN)/ruff check .
+
+bench: install-test
+	$(BIN)/python bench/proxy_overhead.py
+
+clean:
+	rm -rf $(VENV) var/static

@@ -1,0 +1,27 @@
+"""manage.py audit prune — delete audit rows older than a number of days."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.recorder import record_change
+from mcpd.commands import SubcommandCommand
+
+
+class Command(SubcommandCommand):
+    help = "Maintain the audit log."
+    subcommands = {"prune": "Delete audit events older than --older-than-days days."}
+
+    def add_prune_arguments(self, parser) -> None:
+        parser.add_argument("--older-than-days", type=int, required=True)
+
+    def handle_prune(self, *, older_than_days: int, **_) -> None:
+        if older_than_days < 1:
+            self.fail("--older-than-days must be at least 1.")
+        cutoff = timezone.now() - timedelta(days=older_than_days)
+        deleted, _ = AuditEvent.objects.filter(created_at__lt=cutoff).delete()
+        record_change("audit.pruned", "audit log", {"older_than_days": older_than_days, "deleted": deleted})
+        self.stdout.write(f"Deleted {deleted} audit event(s) older than {older_than_days} day(s).")

@@ -1,0 +1,48 @@
+"""AuditEvent: one row per inference call, and one per change to the catalogue, secrets, tokens, grants."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+INFERENCE = "llm_inference_call"
+
+
+class Outcome(models.TextChoices):
+    OK = "ok", "ok"
+    ERROR = "error", "error"
+    CLIENT_DISCONNECTED = "client_disconnected", "client disconnected"
+
+
+class AuditEvent(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=40, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor = models.CharField(max_length=150, blank=True, help_text="Who made a change (username or command).")
+    token_sha = models.CharField(max_length=64, blank=True)
+    # inference calls
+    llm_name = models.CharField(max_length=100, blank=True, db_index=True)
+    provider = models.CharField(max_length=20, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    streaming = models.BooleanField(default=False)
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    # changes
+    object_type = models.CharField(max_length=40, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        if self.kind == INFERENCE:
+            return f"{self.kind} {self.llm_name} {self.status} {self.outcome}"
+        return f"{self.kind} {self.object_type} {self.object_repr}"

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from guardian.admin import GuardedModelAdmin
+
+from llms.models import Llm
+
+
+@admin.register(Llm)
+class LlmAdmin(GuardedModelAdmin):
+    list_display = ["name", "provider", "model", "effective_base_url", "has_api_key", "enabled", "updated_at"]
+    list_filter = ["provider", "enabled"]
+    search_fields = ["name", "model", "description"]
+    autocomplete_fields = ["api_key_secret"]
+    readonly_fields = ["created_at", "updated_at"]
+    fields = ["name", "provider", "model", "base_url", "api_key_secret", "default_max_tokens", "enabled",
+              "description", "created_at", "updated_at"]
+
+    @admin.display(boolean=True, description="API key")
+    def has_api_key(self, obj: Llm) -> bool:
+        return obj.has_api_key
+
+    @admin.display(description="Base URL")
+    def effective_base_url(self, obj: Llm) -> str:
+        return obj.effective_base_url or "—"
+
+    # Granting run is spend: it needs its own permission, not `change_llm` (a catalogue editor
+    # must not be able to grant themselves run from the "Object permissions" page).
+    def _may_grant(self, request) -> bool:
+        return request.user.is_active and (request.user.is_superuser or request.user.has_perm("llms.grant_run_llm"))
+
+    def obj_perms_manage_view(self, request, object_pk):
+        self._require_grant(request)
+        return super().obj_perms_manage_view(request, object_pk)
+
+    def obj_perms_manage_user_view(self, request, object_pk, user_id):
+        self._require_grant(request)
+        return super().obj_perms_manage_user_view(request, object_pk, user_id)
+
+    def obj_perms_manage_group_view(self, request, object_pk, group_id):
+        self._require_grant(request)
+        return super().obj_perms_manage_group_view(request, object_pk, group_id)
+
+    def _require_grant(self, request) -> None:
+        if not self._may_grant(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied("Granting run on an LLM needs the 'grant run' permission.")

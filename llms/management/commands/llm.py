@@ -1,0 +1,102 @@
+"""manage.py llm add|list|grant|revoke|test — the catalogue from the command line."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+
+from llms.models import Llm, Provider
+from llms.permissions import grant_run, revoke_run
+from mcpd.commands import SubcommandCommand
+from secrets_app.models import Secret
+
+
+class Command(SubcommandCommand):
+    help = "Manage the LLM catalogue and who may run each entry."
+    subcommands = {
+        "add": "Add an Llm, or update it when the name exists.",
+        "list": "List the catalogue.",
+        "grant": "Grant run on an Llm (NAME '*' = every Llm) to a user or a group.",
+        "revoke": "Revoke run on an Llm (NAME '*' = the every-Llm grant) from a user or a group.",
+        "test": "Send one prompt to an Llm through mcpd and print the reply.",
+    }
+
+    def add_add_arguments(self, parser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--provider", required=True, choices=[p.value for p in Provider])
+        parser.add_argument("--model", required=True, help="the model name sent upstream")
+        parser.add_argument("--base-url", default=None, help="including the version path; default: the provider's")
+        parser.add_argument("--secret", default=None, help="the Secret holding the API key ('' for none)")
+        parser.add_argument("--description", default=None)
+        parser.add_argument("--default-max-tokens", type=int, default=None)
+        parser.add_argument("--disable", action="store_true", help="add or keep it disabled")
+
+    def handle_add(self, *, name, provider, model, base_url, secret, description, default_max_tokens,
+                   disable, **_) -> None:
+        llm = Llm.objects.filter(name=name).first() or Llm(name=name)
+        created = llm.pk is None
+        llm.provider, llm.model = provider, model
+        if base_url is not None:
+            llm.base_url = base_url
+        if secret is not None:
+            llm.api_key_secret = self._secret(secret) if secret else None
+        if description is not None:
+            llm.description = description
+        if default_max_tokens is not None:
+            llm.default_max_tokens = default_max_tokens
+        llm.enabled = not disable
+        try:
+            llm.full_clean()
+        except ValidationError as exc:
+            self.fail("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
+        llm.save()
+        self.stdout.write(f"{'Added' if created else 'Updated'} Llm '{name}' ({provider} {model}).")
+
+    def _secret(self, name: str) -> Secret:
+        secret = Secret.objects.filter(name=name).first()
+        if secret is None:
+            self.fail(f"No secret named '{name}'. Create it with: manage.py secret set {name} …")
+        return secret
+
+    def handle_list(self, **_) -> None:
+        llms = list(Llm.objects.select_related("api_key_secret"))
+        for llm in llms:
+            key = llm.api_key_secret.name if llm.api_key_secret else "-"
+            state = "enabled" if llm.enabled else "disabled"
+            self.stdout.write(f"{llm.name}\t{llm.provider}\t{llm.model}\t{llm.effective_base_url or '-'}\t{key}\t{state}")
+        self.stdout.write(f"{len(llms)} Llm(s).")
+
+    def _add_grant_arguments(self, parser) -> None:
+        parser.add_argument("name", help="the Llm's name, or '*' for every Llm")
+        who = parser.add_mutually_exclusive_group(required=True)
+        who.add_argument("--user")
+        who.add_argument("--group")
+
+    add_grant_arguments = add_revoke_arguments = _add_grant_arguments
+
+    def _target(self, name: str, user: str | None, group: str | None):
+        if user:
+            holder = get_user_model().objects.filter(username=user).first()
+            if holder is None:
+                self.fail(f"No user named '{user}'.")
+        else:
+            holder = Group.objects.filter(name=group).first()
+            if holder is None:
+                self.fail(f"No group named '{group}'.")
+        if name == "*":
+            return holder, None
+        llm = Llm.objects.filter(name=name).first()
+        if llm is None:
+            self.fail(f"No Llm named '{name}'.")
+        return holder, llm
+
+    def handle_grant(self, *, name, user, group, **_) -> None:
+        holder, llm = self._target(name, user, group)
+        grant_run(holder, llm)
+        self.stdout.write(f"Granted run on {'every Llm' if llm is None else repr(llm.name)} to {user or 'group ' + group}.")
+
+    def handle_revoke(self, *, name, user, group, **_) -> None:
+        holder, llm = self._target(name, user, group)
+        revoke_run(holder, llm)
+        self.stdout.write(f"Revoked run on {'every Llm' if llm is None else repr(llm.name)} from {user or 'group ' + group}.")

@@ -1,0 +1,85 @@
+"""Llm: one catalogue entry — what a client names, and where and as what mcpd forwards its calls."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, URLValidator
+from django.db import models
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+from secrets_app.models import Secret
+
+RUN_PERM = "llms.run_llm"
+
+
+class Provider(models.TextChoices):
+    OPENAI = "openai", "OpenAI"
+    ANTHROPIC = "anthropic", "Anthropic"
+    DEEPSEEK = "deepseek", "DeepSeek"
+    VLLM = "vllm", "vLLM"
+    OLLAMA = "ollama", "Ollama"
+    GEMINI_CLI = "gemini-cli", "Gemini CLI (not servable)"
+
+
+DEFAULT_BASE_URLS: dict[str, str] = {
+    Provider.OPENAI: "https://api.openai.com/v1",
+    Provider.ANTHROPIC: "https://api.anthropic.com/v1",
+    Provider.DEEPSEEK: "https://api.deepseek.com/v1",
+    Provider.OLLAMA: "http://localhost:11434/v1",
+}
+
+http_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")
+
+
+class Llm(models.Model):
+    name = models.SlugField(max_length=100, unique=True, help_text="What clients call it (the OpenAI `model`).")
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    model = models.CharField(max_length=200, help_text="The model name sent upstream.")
+    base_url = models.CharField(
+        max_length=500, blank=True, validators=[http_url],
+        help_text="Including the version path, e.g. https://host/v1. Blank: the provider's default.",
+    )
+    api_key_secret = models.ForeignKey(
+        Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="llms",
+        help_text="The provider key. Empty: no auth header is sent.",
+    )
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    default_max_tokens = models.PositiveIntegerField(
+        default=4096, validators=[MinValueValidator(1)],
+        help_text="max_tokens sent when a client gives none (Anthropic requires one).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "LLM"
+        permissions = [
+            ("run_llm", "Can run inference on the LLM"),
+            ("grant_run_llm", "Can grant and revoke run on LLMs"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def effective_base_url(self) -> str:
+        """The base URL calls go to: the Llm's own, else the provider's default ('' when none)."""
+        return (self.base_url or DEFAULT_BASE_URLS.get(self.provider, "")).rstrip("/")
+
+    @property
+    def has_api_key(self) -> bool:
+        return self.api_key_secret_id is not None
+
+    def clean(self) -> None:
+        if self.provider == Provider.VLLM and not self.base_url:
+            raise ValidationError({"base_url": "A vllm Llm needs a base URL: vLLM has no public default."})
+
+
+class LlmUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Llm, on_delete=models.CASCADE)
+
+
+class LlmGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Llm, on_delete=models.CASCADE)

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from llms.models import Llm
+
+
+class LlmSerializer(serializers.ModelSerializer):
+    """A catalogue entry as the API shows it: whether it has a key, never the key or the secret's name."""
+
+    has_api_key = serializers.BooleanField(read_only=True)
+    base_url = serializers.CharField(source="effective_base_url", read_only=True)
+
+    class Meta:
+        model = Llm
+        fields = ["name", "provider", "model", "base_url", "description", "enabled", "has_api_key",
+                  "created_at", "updated_at"]
+        read_only_fields = fields

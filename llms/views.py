@@ -1,0 +1,31 @@
+"""HTTP views for the catalogue. Thin: authenticate, find, check, serialize."""
+
+from __future__ import annotations
+
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+
+from llms.permissions import visible_llms
+from llms.serializers import LlmSerializer
+from mcpd.errors import NotFound
+
+
+class LlmList(ListAPIView):
+    """The catalogue entries the caller may view or run."""
+
+    serializer_class = LlmSerializer
+
+    def get_queryset(self):
+        return visible_llms(self.request.user)
+
+
+class LlmDetail(RetrieveAPIView):
+    """One catalogue entry the caller may view or run."""
+
+    serializer_class = LlmSerializer
+    lookup_field = "name"
+
+    def get_object(self):
+        llm = visible_llms(self.request.user).filter(name=self.kwargs["name"]).first()
+        if llm is None:
+            raise NotFound(f"No Llm named '{self.kwargs['name']}' is visible to you.")
+        return llm

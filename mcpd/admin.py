@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.template.response import TemplateResponse
+
+from mcpd.models import ApiToken
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens: the plaintext is shown on the page right after creation, and never again."""
+
+    list_display = ["prefix_shown", "name", "user", "created_at", "last_used_at", "expires_at", "revoked"]
+    list_filter = ["revoked"]
+    search_fields = ["name", "prefix", "user__username"]
+    autocomplete_fields = ["user"]
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["user", "name", "expires_at"]
+        return ["prefix_shown", "user", "name", "created_at", "last_used_at", "expires_at", "revoked"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["prefix_shown", "user", "created_at", "last_used_at"]
+
+    @admin.display(description="Token")
+    def prefix_shown(self, obj: ApiToken) -> str:
+        return f"{obj.prefix}…"
+
+    def save_model(self, request, obj: ApiToken, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        token, plaintext = ApiToken.objects.issue(obj.user, name=obj.name, expires_at=obj.expires_at)
+        obj.pk, obj.prefix, obj.sha256 = token.pk, token.prefix, token.sha256
+        request._issued_plaintext = plaintext  # rendered once by response_add, stored nowhere
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return TemplateResponse(request, "admin/mcpd/apitoken/issued.html", {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta, "token": obj, "plaintext": request._issued_plaintext,
+            "title": "API token issued",
+        })
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset) -> None:
+        count = 0
+        for token in queryset.filter(revoked=False):
+            token.revoked = True
+            token.save(update_fields=["revoked"])
+            count += 1
+        self.message_user(request, f"Revoked {count} token(s).")

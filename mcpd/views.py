@@ -1,0 +1,44 @@
+"""Project-wide endpoints: /healthz and the JSON 404/500 handlers for /api/ and /v1/."""
+
+from __future__ import annotations
+
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+from mcpd.errors import InternalError, NotFound
+
+API_PREFIXES = ("/api/", "/v1/")
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database answers, else 503; no authentication."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
+    return JsonResponse({"status": "ok"})
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIXES)
+
+
+def not_found(request: HttpRequest, exception=None):
+    """404 in the contract's error shape for API paths, Django's page elsewhere."""
+    if _is_api(request):
+        return NotFound(f"No route for {request.method} {request.path}.").to_response()
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest):
+    """500 in the contract's error shape for API paths, Django's page elsewhere."""
+    if _is_api(request):
+        return InternalError("Internal server error.").to_response()
+    from django.views.defaults import server_error as default_server_error
+
+    return default_server_error(request)

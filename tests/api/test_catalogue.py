@@ -1,0 +1,77 @@
+"""The read-only catalogue API, /healthz and the error shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.conftest import FAKE_KEY
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_lists_the_llms_the_caller_may_run_with_has_api_key(alice, client_for, make_llm):
+    make_llm("other")  # alice has no run on this one
+    response = client_for(alice).get("/api/v1/llms/")
+    assert response.status_code == 200
+    names = [entry["name"] for entry in response.json()]
+    assert names == ["gpt"]
+    entry = response.json()[0]
+    assert entry["has_api_key"] is True
+    assert entry["base_url"] == "https://api.openai.com/v1"
+    assert FAKE_KEY not in response.content.decode()
+    assert "provider-key" not in response.content.decode()  # not even the secret's name
+
+
+def test_it_shows_one_entry_and_hides_the_rest(alice, client_for, make_llm):
+    make_llm("other")
+    client = client_for(alice)
+    assert client.get("/api/v1/llms/gpt/").json()["model"] == "gpt-4o-mini"
+    response = client.get("/api/v1/llms/other/")
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "not_found_error"
+
+
+def test_a_user_with_view_sees_entries_they_cannot_run(bob, client_for, llm):
+    assert [e["name"] for e in client_for(bob).get("/api/v1/llms/").json()] == ["gpt"]
+
+
+def test_a_user_without_any_permission_sees_nothing(carol, client_for, llm):
+    assert client_for(carol).get("/api/v1/llms/").json() == []
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Bearer", "Basic abc"])
+def test_it_answers_401_in_the_contract_shape(header, llm):
+    client = APIClient()
+    if header:
+        client.credentials(HTTP_AUTHORIZATION=header)
+    response = client.get("/api/v1/llms/")
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+    assert set(response.json()["error"]) == {"message", "type", "code"}
+
+
+def test_every_response_carries_a_request_id(alice, client_for):
+    client = client_for(alice)
+    assert len(client.get("/api/v1/llms/")["X-Request-ID"]) == 32
+    assert client.get("/api/v1/llms/", HTTP_X_REQUEST_ID="abc-123")["X-Request-ID"] == "abc-123"
+
+
+def test_unknown_api_routes_answer_404_in_the_contract_shape(client):
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == 404
+    assert json.loads(response.content)["error"]["type"] == "not_found_error"
+
+
+def test_healthz_answers_ok_without_auth(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_the_openapi_schema_is_served(alice, client_for):
+    response = client_for(alice).get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    assert "/api/v1/llms/" in response.content.decode()

@@ -1,0 +1,100 @@
+"""Shared fixtures: the cast (alice runs, bob changes only, carol nothing, dave inactive), Llms, tokens."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from rest_framework.test import APIClient
+
+from llms.models import Llm
+from llms.permissions import grant_run
+from mcpd.models import ApiToken
+from secrets_app.models import Secret
+
+pytest_plugins = ["tests.fakes.fixtures"] if __import__("importlib.util").util.find_spec("tests.fakes.fixtures") else []
+
+FAKE_KEY = "sk-test-FAKE-KEY-0123456789abcdef"
+
+
+@pytest.fixture
+def secret(db) -> Secret:
+    secret = Secret(name="provider-key", backend="db")
+    secret.set_value(FAKE_KEY)
+    secret.save()
+    return secret
+
+
+@pytest.fixture
+def make_llm(db, secret):
+    def make(name: str = "gpt", provider: str = "openai", model: str = "gpt-4o-mini", **fields) -> Llm:
+        fields.setdefault("api_key_secret", secret)
+        return Llm.objects.create(name=name, provider=provider, model=model, **fields)
+
+    return make
+
+
+@pytest.fixture
+def llm(make_llm) -> Llm:
+    return make_llm()
+
+
+@pytest.fixture
+def alice(db, llm) -> User:
+    """May run `llm` (a per-object grant)."""
+    user = User.objects.create_user("alice", password="pw-alice-1234")
+    grant_run(user, llm)
+    return user
+
+
+@pytest.fixture
+def bob(db) -> User:
+    """Staff who may change the catalogue but not run it."""
+    user = User.objects.create_user("bob", password="pw-bob-1234", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["change_llm", "view_llm", "add_llm"]))
+    return user
+
+
+@pytest.fixture
+def carol(db) -> User:
+    """No permissions at all."""
+    return User.objects.create_user("carol", password="pw-carol-1234")
+
+
+@pytest.fixture
+def dave(db, llm) -> User:
+    """Inactive, though granted run."""
+    user = User.objects.create_user("dave", password="pw-dave-1234", is_active=False)
+    grant_run(user, llm)
+    return user
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return User.objects.create_superuser("root", password="pw-root-1234", email="root@example.com")
+
+
+@pytest.fixture
+def token_for(db):
+    def issue(user: User, **kwargs) -> str:
+        return ApiToken.objects.issue(user, **kwargs)[1]
+
+    return issue
+
+
+@pytest.fixture
+def client_for(token_for):
+    """An API client authenticated with a fresh bearer token of the user."""
+
+    def make(user: User) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}")
+        return client
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings):
+    """Pages render without `collectstatic` having run (the manifest storage needs it)."""
+    settings.STORAGES = {**settings.STORAGES,
+                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
