@@ -92,3 +92,18 @@ def revoke_run(holder, llm: Llm | None) -> None:
         holder.permissions.remove(_run_permission())
     else:
         holder.user_permissions.remove(_run_permission())
+
+
+def llm_to_run(user, name: str) -> Llm:
+    """The enabled Llm `name` if the user may run it. The contract's answers otherwise: 403 for a caller
+    without run (whether or not the name exists), 404 only for one who may run every Llm (or that Llm)."""
+    from mcpd.errors import NotFound, PermissionDenied
+
+    llm = Llm.objects.select_related("api_key_secret").filter(name=name).first()
+    if llm is not None and can_run(user, llm):
+        if llm.enabled:
+            return llm
+        raise NotFound(f"The Llm '{name}' is disabled.")
+    if may_run_every(user):
+        raise NotFound(f"There is no Llm named '{name}'.")
+    raise PermissionDenied(f"You may not run '{name}'.")

@@ -1,8 +1,12 @@
 from django.urls import path
 
-from llms import views
+from llms import inference_views, views
 
 urlpatterns = [
     path("api/v1/llms/", views.LlmList.as_view(), name="llm-list"),
     path("api/v1/llms/<str:name>/", views.LlmDetail.as_view(), name="llm-detail"),
+    path("api/v1/llms/<str:name>/infer", inference_views.Infer.as_view(), name="llm-infer"),
+    path("v1/chat/completions", inference_views.ChatCompletions.as_view(), name="chat-completions"),
+    path("v1/models", inference_views.Models.as_view(), name="models"),
+    path("v1/models/<str:name>", inference_views.ModelDetail.as_view(), name="model-detail"),
 ]

@@ -11,7 +11,7 @@ from llms.permissions import grant_run
 from mcpd.models import ApiToken
 from secrets_app.models import Secret
 
-pytest_plugins = ["tests.fakes.fixtures"] if __import__("importlib.util").util.find_spec("tests.fakes.fixtures") else []
+pytest_plugins = ["tests.fakes.fixtures"]
 
 FAKE_KEY = "sk-test-FAKE-KEY-0123456789abcdef"
 

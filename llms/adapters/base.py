@@ -14,6 +14,8 @@ from mcpd.errors import ApiError
 ChatRequest = dict[str, Any]      # an OpenAI chat.completions request body, already validated
 ChatCompletion = dict[str, Any]   # an OpenAI chat.completion object
 ChatChunk = dict[str, Any]        # an OpenAI chat.completion.chunk object
+# A translator may hand back a chunk as JSON text already (relayed byte for byte: no re-encoding).
+OutChunk = ChatChunk | str
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,11 @@ class StreamTranslator(Protocol):
 
     usage: Usage
 
-    def feed(self, event: SseEvent) -> list[ChatChunk]:
+    def feed(self, event: SseEvent) -> list[OutChunk]:
         """Zero or more OpenAI chunks for one upstream event; raises ApiError for an error event."""
         ...
 
-    def finish(self) -> list[ChatChunk]:
+    def finish(self) -> list[OutChunk]:
         """Closing chunk(s) once the upstream stream has ended (e.g. the usage chunk)."""
         ...
 

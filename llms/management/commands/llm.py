@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 
+from audit.recorder import CallRecord
+from llms import proxy
 from llms.models import Llm, Provider
 from llms.permissions import grant_run, revoke_run
+from llms.streaming import ProxyStream
 from mcpd.commands import SubcommandCommand
+from mcpd.errors import ApiError
 from secrets_app.models import Secret
 
 
@@ -100,3 +107,46 @@ class Command(SubcommandCommand):
         holder, llm = self._target(name, user, group)
         revoke_run(holder, llm)
         self.stdout.write(f"Revoked run on {'every Llm' if llm is None else repr(llm.name)} from {user or 'group ' + group}.")
+
+    def add_test_arguments(self, parser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("prompt")
+        parser.add_argument("--stream", action="store_true", help="print the reply as it arrives")
+
+    def handle_test(self, *, name: str, prompt: str, stream: bool, **_) -> None:
+        llm = Llm.objects.select_related("api_key_secret").filter(name=name).first()
+        if llm is None:
+            self.fail(f"No Llm named '{name}'.")
+        body = {"messages": [{"role": "user", "content": prompt}], "stream": stream}
+        record = CallRecord(user=None, token_sha="", request_id=f"cli-{uuid.uuid4().hex}", client_ip=None,
+                            streaming=stream)
+        record.fields["actor"] = "manage.py llm test"
+        try:
+            result = proxy.chat_completion(llm, body, record)
+        except ApiError as exc:
+            self.fail(f"{exc.status} {exc.type}: {exc.message}")
+        if isinstance(result, ProxyStream):
+            self._print_stream(result)
+        else:
+            message = result["choices"][0]["message"]
+            self.stdout.write(message.get("content") or json.dumps(message.get("tool_calls")))
+
+    def _print_stream(self, stream: ProxyStream) -> None:
+        error = None
+        try:
+            for frame in stream:
+                data = frame[len(b"data: "):].strip()
+                if data == b"[DONE]":
+                    break
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    error = chunk["error"]
+                    break
+                for choice in chunk.get("choices", []):
+                    self.stdout.write(choice.get("delta", {}).get("content") or "", ending="")
+                    self.stdout.flush()
+        finally:
+            stream.close()
+        self.stdout.write("")
+        if error:
+            self.fail(f"{error['type']}: {error['message']}")

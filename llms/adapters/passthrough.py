@@ -1,0 +1,139 @@
+"""OpenAI-compatible providers (openai, vllm, deepseek, ollama): the body goes upstream unchanged but for `model`.
+
+https://platform.openai.com/docs/api-reference/chat/create
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from llms.adapters.base import ChatRequest, OutChunk, SseEvent, Target, UpstreamRequest, Usage
+from mcpd.errors import (
+    ApiError,
+    InvalidRequest,
+    ProviderRequestError,
+    RateLimited,
+    TooLarge,
+    UpstreamError,
+)
+
+DONE = "[DONE]"
+# Only chunks that carry a usage object are parsed; the rest are relayed as the provider wrote them.
+_HAS_USAGE = re.compile(r'"usage"\s*:\s*\{')
+
+
+def usage_of(payload: dict[str, Any]) -> Usage:
+    """Token counts from an OpenAI `usage` object (absent or partial: None)."""
+    usage = payload.get("usage") or {}
+    return Usage(prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"))
+
+
+def provider_message(payload: Any) -> str:
+    """The human message of an OpenAI-style error body (`{"error": {"message": …}}`), else the text."""
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        if payload.get("message"):
+            return str(payload["message"])
+    if isinstance(payload, str) and payload.strip():
+        return payload.strip()[:500]
+    return "no detail given"
+
+
+def map_status(status: int, message: str, retry_after: str | None, provider: str) -> ApiError:
+    """The contract's error for a provider's non-2xx status (shared by every adapter)."""
+    if status in (401, 403):
+        return UpstreamError(f"The {provider} provider refused mcpd's API key ({status}).", code="upstream_auth_failed")
+    if status == 413:
+        return TooLarge(f"The {provider} provider says the request is too large: {message}")
+    if status == 429:
+        return RateLimited(f"The {provider} provider is rate limiting: {message}", retry_after=retry_after)
+    if 400 <= status < 500:
+        return ProviderRequestError(message, status=status)
+    return UpstreamError(f"The {provider} provider failed ({status}): {message}", code="upstream_server_error")
+
+
+class PassthroughAdapter:
+    """Forwards chat.completions to an OpenAI-compatible server and relays its answer as it is."""
+
+    def __init__(self, provider: str, stream_usage: bool = True):
+        self.provider = provider
+        self.stream_usage = stream_usage  # the server honours stream_options.include_usage
+
+    def build_request(self, target: Target, body: ChatRequest) -> UpstreamRequest:
+        payload = {**body, "model": target.model}
+        if body.get("stream") is True and self.stream_usage:
+            options = body.get("stream_options")
+            if options is not None and not isinstance(options, dict):
+                raise InvalidRequest("stream_options must be an object.")
+            # Ask for usage so the audit row has token counts; the client's own choice is kept below.
+            payload["stream_options"] = {**(options or {}), "include_usage": True}
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if target.api_key is not None:
+            headers["Authorization"] = f"Bearer {target.api_key}"
+        return UpstreamRequest(url=f"{target.base_url}/chat/completions", headers=headers, json=payload)
+
+    def parse_response(self, payload: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
+        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+            raise UpstreamError(f"The {self.provider} provider sent a reply that is not a chat.completion.")
+        return payload, usage_of(payload)
+
+    def to_error(self, status: int, payload: Any, retry_after: str | None) -> ApiError:
+        return map_status(status, provider_message(payload), retry_after, self.provider)
+
+    def stream_translator(self, body: ChatRequest) -> PassthroughStream:
+        options = body.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return PassthroughStream(self, client_wants_usage=wants_usage)
+
+
+class PassthroughStream:
+    """Relays OpenAI chunks unchanged (as the raw JSON text), noting usage and dropping the usage
+    chunk the client did not ask for."""
+
+    def __init__(self, adapter: PassthroughAdapter, client_wants_usage: bool):
+        self._adapter = adapter
+        self._client_wants_usage = client_wants_usage
+        self.usage = Usage()
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def feed(self, event: SseEvent) -> list[OutChunk]:
+        data = event.data
+        if data == DONE:
+            self._done = True
+            return []
+        if event.event == "error" or data.startswith('{"error"'):
+            raise self._error_event(data)
+        if not _HAS_USAGE.search(data):
+            return [data]
+        chunk = _loads(data, self._adapter.provider)
+        self.usage = usage_of(chunk)
+        if not chunk.get("choices") and not self._client_wants_usage:
+            return []
+        return [data]
+
+    def finish(self) -> list[OutChunk]:
+        return []
+
+    def _error_event(self, data: str) -> ApiError:
+        payload = _loads(data, self._adapter.provider)
+        return UpstreamError(f"The {self._adapter.provider} provider failed mid-stream: {provider_message(payload)}")
+
+
+def _loads(data: str, provider: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise UpstreamError(f"The {provider} provider sent a stream event that is not JSON.") from None
+    if not isinstance(value, dict):
+        raise UpstreamError(f"The {provider} provider sent a stream event that is not a JSON object.")
+    return value

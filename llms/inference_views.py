@@ -1,0 +1,123 @@
+"""Inference routes: /api/v1/llms/{name}/infer and the OpenAI-compatible /v1/… routes, one code path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponseBase
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.recorder import CallRecord
+from llms import proxy
+from llms.models import Llm
+from llms.permissions import llm_to_run, runnable_llms
+from llms.streaming import ProxyStream, streaming_response
+from llms.validation import read_body
+from mcpd.errors import InvalidRequest, to_api_error
+from mcpd.middleware import client_ip
+from mcpd.models import ApiToken
+
+
+class JsonOnly(BaseContentNegotiation):
+    """Inference answers JSON or an event stream it frames itself, whatever the client's Accept says."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+    def select_parser(self, request, parsers):
+        return None
+
+
+class InferenceView(APIView):
+    """Shared by both inference routes: one audit record per request, whatever happens."""
+
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonOnly
+    record: CallRecord | None = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        self.record = None
+        self._stream_requested = False
+        super().initial(request, *args, **kwargs)  # authentication and IsAuthenticated happen here
+
+    def _new_record(self, request: Request) -> CallRecord:
+        token = request.auth if isinstance(request.auth, ApiToken) else None
+        user = request.user if request.user.is_authenticated else None
+        return CallRecord(user=user, token_sha=token.sha256 if token else "", request_id=request._request.request_id,
+                          client_ip=client_ip(request), streaming=self._stream_requested)
+
+    def infer(self, request: Request, name: str, body: dict[str, Any]) -> HttpResponseBase:
+        self._stream_requested = body.get("stream") is True
+        self.record = self._new_record(request)
+        self.record.set_llm(name, "", "")
+        llm = llm_to_run(request.user, name)
+        result = proxy.chat_completion(llm, body, self.record)
+        if isinstance(result, ProxyStream):
+            return streaming_response(result)
+        return Response(result)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """Failures before the proxy owned the record (auth, permissions, body) are audited here."""
+        record = self.record
+        if record is None:
+            try:
+                record = self._new_record(self.request)
+            except Exception:  # authentication itself failed: audit without a user
+                record = CallRecord(user=None, token_sha="", request_id=self.request._request.request_id,
+                                    client_ip=client_ip(self.request), streaming=self._stream_requested)
+            record.set_llm(self.kwargs.get("name", ""), "", "")
+        response = super().handle_exception(exc)
+        if not record.finished:
+            record.fail(to_api_error(exc) or exc, status=response.status_code)
+            record.finish()
+        return response
+
+
+class Infer(InferenceView):
+    """POST /api/v1/llms/{name}/infer — an OpenAI chat.completions body; `model` is ignored."""
+
+    def post(self, request: Request, name: str) -> HttpResponseBase:
+        return self.infer(request, name, read_body(request))
+
+
+class ChatCompletions(InferenceView):
+    """POST /v1/chat/completions — OpenAI-SDK compatible: `model` names the Llm."""
+
+    def post(self, request: Request) -> HttpResponseBase:
+        body = read_body(request)
+        self._stream_requested = body.get("stream") is True
+        name = body.get("model")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("'model' is required: the name of an Llm (see GET /v1/models).")
+        self.kwargs["name"] = name
+        return self.infer(request, name, body)
+
+
+def model_entry(llm: Llm) -> dict[str, Any]:
+    """An Llm as an OpenAI model object."""
+    return {"id": llm.name, "object": "model", "created": int(llm.created_at.timestamp()), "owned_by": llm.provider}
+
+
+class Models(APIView):
+    """GET /v1/models — the Llms the caller may run, as an OpenAI list."""
+
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonOnly
+
+    def get(self, request: Request) -> Response:
+        llms = runnable_llms(request.user).filter(enabled=True).order_by("name")
+        return Response({"object": "list", "data": [model_entry(llm) for llm in llms]})
+
+
+class ModelDetail(APIView):
+    """GET /v1/models/{name} — one Llm the caller may run (403/404 as for inference)."""
+
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonOnly
+
+    def get(self, request: Request, name: str) -> Response:
+        return Response(model_entry(llm_to_run(request.user, name)))

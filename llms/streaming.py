@@ -1,0 +1,76 @@
+"""SSE framing and ProxyStream: relays a provider's stream to the client and owns its cleanup."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from django.http import StreamingHttpResponse
+
+from llms.adapters.base import OutChunk, StreamTranslator
+from mcpd.errors import ApiError, UpstreamError
+
+if TYPE_CHECKING:
+    from audit.recorder import CallRecord
+    from llms.transport import UpstreamResponse
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def sse(chunk: OutChunk | dict) -> bytes:
+    """One `data: …` event; a str chunk is JSON text already and is sent as it is."""
+    text = chunk if isinstance(chunk, str) else json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)
+    return b"data: " + text.encode() + b"\n\n"
+
+
+class ProxyStream:
+    """The body of a streamed answer. Django calls close() when the response ends or the client goes
+    away; close() is the single exit: it drops the upstream connection and writes the audit row."""
+
+    def __init__(self, upstream: UpstreamResponse, translator: StreamTranslator, record: CallRecord,
+                 scrub=lambda text: text):
+        self._upstream, self._translator, self._record = upstream, translator, record
+        self._scrub = scrub
+        self._gen: Iterator[bytes] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._gen = self._frames()
+        return self._gen
+
+    def _frames(self) -> Iterator[bytes]:
+        try:
+            for event in self._upstream.events():
+                for chunk in self._translator.feed(event):
+                    self._record.first_token()
+                    yield sse(chunk)
+                if self._translator.done:
+                    break
+            if not self._translator.done:
+                raise UpstreamError("The provider ended the stream before it was complete.")
+            for chunk in self._translator.finish():
+                yield sse(chunk)
+            yield SSE_DONE
+            self._record.ok()
+        except ApiError as exc:  # the headers are gone: one error event, and no [DONE]
+            exc.message = self._scrub(exc.message)
+            self._record.fail(exc)
+            yield sse(exc.to_body())
+        finally:
+            usage = self._translator.usage
+            self._record.set_usage(usage.prompt_tokens, usage.completion_tokens)
+
+    def close(self) -> None:
+        """Safe to call twice, and before any iteration."""
+        if self._gen is not None:
+            self._gen.close()
+        self._upstream.close()
+        self._record.finish()
+
+
+def streaming_response(stream: ProxyStream) -> StreamingHttpResponse:
+    """The client's response for a stream, with the contract's headers."""
+    response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

@@ -1,0 +1,119 @@
+"""The one pooled HTTP session to providers. Raises only ApiError; streams are read as they arrive."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+import sseclient
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError
+
+from llms.adapters.base import SseEvent, UpstreamRequest
+from mcpd.errors import ApiError, Timeout, UpstreamError
+
+MAX_ERROR_BODY = 1024 * 1024  # a provider's error body is read up to this size
+READ_SIZE = 64 * 1024
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    # Keep-alive to providers; no retries: a retried completion is a second bill.
+    adapter = HTTPAdapter(pool_connections=32, pool_maxsize=256, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.trust_env = False  # no proxy or netrc surprises from the server's environment
+    return session
+
+
+SESSION = _new_session()
+
+
+class UpstreamResponse:
+    """An open provider response: its status, then its JSON or its SSE events; close() drops it."""
+
+    def __init__(self, response: requests.Response, provider: str):
+        self._response = response
+        self._provider = provider
+        self.status = response.status_code
+        self.retry_after = response.headers.get("Retry-After") or response.headers.get("retry-after")
+
+    @property
+    def is_event_stream(self) -> bool:
+        return self._response.headers.get("Content-Type", "").startswith("text/event-stream")
+
+    def json(self) -> Any:
+        """The whole body as JSON; a body that is not JSON is a 502."""
+        try:
+            return json.loads(self._read_all(limit=None))
+        except ValueError:
+            raise UpstreamError(f"The {self._provider} provider sent a reply that is not JSON.") from None
+
+    def error_payload(self) -> Any:
+        """The body of an error reply: JSON when it parses, else its text (bounded), else None."""
+        try:
+            raw = self._read_all(limit=MAX_ERROR_BODY)
+        except ApiError:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw.decode("utf-8", "replace") or None
+
+    def events(self) -> Iterator[SseEvent]:
+        """The provider's server-sent events, each as soon as it is complete."""
+        try:
+            for event in sseclient.SSEClient(self._chunks()).events():
+                yield SseEvent(event=event.event, data=event.data)
+        except (requests.RequestException, Urllib3Error, OSError) as exc:
+            if _is_timeout(exc):
+                raise Timeout(f"The {self._provider} provider sent nothing within the read timeout.") from None
+            raise UpstreamError(f"The {self._provider} provider dropped the connection mid-stream.") from None
+
+    def close(self) -> None:
+        """Close the connection (an unfinished stream is not returned to the pool: it is dropped)."""
+        self._response.close()
+
+    def _chunks(self) -> Iterator[bytes]:
+        raw = self._response.raw
+        while True:
+            data = raw.read1(READ_SIZE)  # whatever has arrived: never wait to fill a buffer
+            if not data:
+                return
+            yield data
+
+    def _read_all(self, limit: int | None) -> bytes:
+        try:
+            if limit is None:
+                return self._response.content
+            return self._response.raw.read(limit, decode_content=True) or b""
+        except (requests.RequestException, Urllib3Error, OSError) as exc:
+            if _is_timeout(exc):
+                raise Timeout(f"The {self._provider} provider stopped sending within the read timeout.") from None
+            raise UpstreamError(f"The {self._provider} provider dropped the connection.") from None
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """requests wraps a read timeout met while reading a body in a ConnectionError: look inside."""
+    timeouts = (requests.exceptions.Timeout, ReadTimeoutError, TimeoutError)
+    return isinstance(exc, timeouts) or any(isinstance(arg, timeouts) for arg in exc.args)
+
+
+def post(request: UpstreamRequest, *, stream: bool, provider: str) -> UpstreamResponse:
+    """Send the request; the response's headers have arrived when this returns (its body may not have)."""
+    timeout = (settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT)
+    try:
+        response = SESSION.post(request.url, headers=request.headers, json=request.json, timeout=timeout, stream=True)
+    except requests.exceptions.ConnectTimeout:
+        raise Timeout(f"The {provider} provider did not accept the connection in time.") from None
+    except requests.exceptions.ReadTimeout:
+        raise Timeout(f"The {provider} provider did not answer within the read timeout.") from None
+    except requests.exceptions.InvalidURL:
+        raise UpstreamError(f"The {provider} base URL is not valid.") from None
+    except (requests.RequestException, Urllib3Error, OSError):
+        raise UpstreamError(f"The {provider} provider is unreachable.") from None
+    return UpstreamResponse(response, provider)

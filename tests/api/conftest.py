@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import pytest
+
+from llms.models import Llm
+
+
+@pytest.fixture
+def upstream_llm(llm, fake_upstream) -> Llm:
+    """The `gpt` Llm pointed at the loopback fake provider."""
+    llm.base_url = fake_upstream.url + "/v1"
+    llm.save()
+    return llm
+
+
+@pytest.fixture
+def audit_rows():
+    from audit.models import INFERENCE, AuditEvent
+
+    return lambda: list(AuditEvent.objects.filter(kind=INFERENCE).order_by("id"))
