@@ -94,7 +94,9 @@ def client_for(token_for):
 
 
 @pytest.fixture(autouse=True)
-def _plain_static_storage(settings):
-    """Pages render without `collectstatic` having run (the manifest storage needs it)."""
+def _fast_test_settings(settings):
+    """A fast password hasher (the default costs ~0.2 s a user) and plain static storage, so pages
+    render without `collectstatic` having run (the manifest storage needs it)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.STORAGES = {**settings.STORAGES,
                          "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llms.adapters.anthropic import AnthropicAdapter
 from llms.adapters.base import Adapter
 from llms.adapters.passthrough import PassthroughAdapter
 from mcpd.errors import UnsupportedProvider
@@ -11,6 +12,7 @@ ADAPTERS: dict[str, Adapter] = {
     "deepseek": PassthroughAdapter("deepseek"),
     "vllm": PassthroughAdapter("vllm"),
     "ollama": PassthroughAdapter("ollama"),
+    "anthropic": AnthropicAdapter(),
 }
 
 

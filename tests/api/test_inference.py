@@ -6,6 +6,8 @@ import json
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.signals import request_finished
+from django.db import close_old_connections
 
 from audit.models import AuditEvent
 from llms.permissions import grant_run
@@ -244,9 +246,18 @@ def test_a_key_echoed_by_the_provider_never_leaves(alice, client_for, upstream_l
 # --- streaming through the test client
 
 
+def close(response) -> None:
+    """Close as a server would when the client leaves; like Django's test client, without letting
+    request_finished close the test's database connection (it holds the test transaction)."""
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+
+
 def frames_of(response) -> list[bytes]:
-    data = b"".join(response.streaming_content)
-    response.close()
+    data = b"".join(response.streaming_content)  # the test client closes the response once exhausted
     return [frame for frame in data.split(b"\n\n") if frame]
 
 
@@ -304,20 +315,35 @@ def test_a_stream_stalling_midway_is_a_timeout_event(alice, client_for, upstream
     assert json.loads(frames[-1][6:])["error"]["type"] == "timeout_error"
 
 
-def test_closing_a_stream_early_records_a_disconnect_once(alice, client_for, upstream_llm, fake_upstream,
-                                                           audit_rows):
-    response = infer(client_for(alice), {**CHAT, "stream": True})
-    iterator = iter(response.streaming_content)
-    next(iterator), next(iterator)
-    response.close()
-    response.close()
+def stream_of(llm):
+    from audit.recorder import CallRecord
+    from llms import proxy
+
+    record = CallRecord(user=None, token_sha="", request_id="r1", client_ip=None, streaming=True)
+    return proxy.chat_completion(llm, {**CHAT, "stream": True}, record)
+
+
+def test_two_frames_then_close_records_a_disconnect_once(upstream_llm, fake_upstream, audit_rows):
+    stream = stream_of(upstream_llm)
+    frames = iter(stream)
+    assert next(frames).startswith(b"data: {") and next(frames).startswith(b"data: {")
+    stream.close()
+    stream.close()
     [row] = audit_rows()
-    assert (row.outcome, row.status, row.streaming) == ("client_disconnected", 200, True)
+    assert (row.outcome, row.status, row.streaming, row.llm_name) == ("client_disconnected", 200, True, "gpt")
+    assert row.ttft_ms is not None
+
+
+def test_close_before_any_iteration_records_one_row(upstream_llm, fake_upstream, audit_rows):
+    stream = stream_of(upstream_llm)
+    stream.close()
+    stream.close()
+    assert [(r.outcome, r.ttft_ms) for r in audit_rows()] == [("client_disconnected", None)]
 
 
 def test_closing_a_stream_before_reading_records_one_row(alice, client_for, upstream_llm, audit_rows):
     response = infer(client_for(alice), {**CHAT, "stream": True})
-    response.close()
+    close(response)
     assert [r.outcome for r in audit_rows()] == ["client_disconnected"]
 
 

@@ -10,6 +10,7 @@ import requests
 
 from audit.models import INFERENCE, AuditEvent
 from tests.fakes.upstream import openai_stream_frames, sse_reply
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -17,16 +18,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def sdk(live_server, alice, token_for, upstream_llm) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=token_for(alice), max_retries=0, timeout=20)
-
-
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def test_the_openai_sdk_completes(sdk, fake_upstream):

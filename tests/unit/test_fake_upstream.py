@@ -58,7 +58,7 @@ def test_it_streams_chat_chunks_by_default(fake_upstream: FakeUpstream) -> None:
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == HELLO
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert all("usage" not in c for c in chunks)
-    assert fake_upstream.stream_completed.is_set() and not fake_upstream.stream_aborted.is_set()
+    assert fake_upstream.stream_completed.wait(2) and not fake_upstream.stream_aborted.is_set()
 
 
 def test_it_adds_the_usage_chunk_when_include_usage(fake_upstream: FakeUpstream) -> None:

@@ -1,0 +1,79 @@
+"""Anthropic error replies (HTTP and in-stream `error` events) mapped onto the contract's ApiError family."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcpd.errors import ApiError, ProviderRequestError, RateLimited, TooLarge, UpstreamError
+
+PROVIDER = "anthropic"
+_MAX_TEXT = 300  # a non-JSON body (e.g. a proxy's HTML page) is cut to this many characters
+
+# In-stream errors carry only a type: the HTTP status Anthropic gives the same type.
+# https://docs.anthropic.com/en/api/errors#http-errors
+STATUS_BY_ERROR_TYPE: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
+def error_parts(payload: Any) -> tuple[str | None, str]:
+    """The provider's (error type, message) from a parsed JSON body, a text body or None."""
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict):
+            etype = error.get("type")
+            message = error.get("message")
+            return (etype if isinstance(etype, str) else None, message if isinstance(message, str) else "")
+        return None, ""
+    if isinstance(payload, str):
+        return None, payload.strip()[:_MAX_TEXT]
+    return None, ""
+
+
+def error_from_status(
+    status: int, payload: Any, retry_after: str | None, *, where: str | None = None
+) -> ApiError:
+    """The ApiError for an Anthropic non-2xx reply, per CONTRACT.md's error table."""
+    etype, message = error_parts(payload)
+    described = _describe(where or f"HTTP {status}", etype, message)
+    if status in (401, 403):
+        # Never echo the provider's auth text: the problem is mcpd's key, not the client's.
+        return UpstreamError(
+            f"{PROVIDER} refused mcpd's API key for this Llm (HTTP {status}).", code="upstream_auth_failed"
+        )
+    if status == 413:
+        return TooLarge(message or f"The request is too large for {PROVIDER}.")
+    if status == 429:
+        return RateLimited(message or f"{PROVIDER} rate limit reached.", retry_after=retry_after)
+    if 400 <= status < 500:
+        # 400, 404 and other 4xx keep their status and pass the provider's message on (CONTRACT.md).
+        return ProviderRequestError(message or described, status=status)
+    if status == 529 or etype == "overloaded_error":
+        # 529 is Anthropic's "overloaded for everyone": https://docs.anthropic.com/en/api/errors
+        return UpstreamError(described, code="upstream_overloaded")
+    if 500 <= status < 600:
+        return UpstreamError(described, code="upstream_server_error")
+    return UpstreamError(described, code="upstream_bad_response")
+
+
+def error_from_event(payload: Any) -> ApiError:
+    """The ApiError for an in-stream `error` event, mapped by its error type like an HTTP reply."""
+    # https://docs.anthropic.com/en/api/messages-streaming#error-events
+    etype, _ = error_parts(payload)
+    status = STATUS_BY_ERROR_TYPE.get(etype or "", 502)
+    return error_from_status(status, payload, None, where="mid-stream")
+
+
+def _describe(where: str, etype: str | None, message: str) -> str:
+    """One line naming the provider, where it failed, its error type and its message."""
+    kind = f" {etype}" if etype else ""
+    text = f": {message}" if message else ""
+    return f"{PROVIDER} error ({where}){kind}{text}"

@@ -1,0 +1,148 @@
+"""An Anthropic Messages reply -> an OpenAI chat.completion, plus the pieces the stream shares.
+
+Anthropic reply: https://docs.anthropic.com/en/api/messages (200 response)
+OpenAI object:   https://platform.openai.com/docs/api-reference/chat/object
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from llms.adapters.anthropic.tools import RESPONSE_TOOL
+from llms.adapters.base import ChatCompletion, Usage
+from mcpd.errors import UpstreamError
+
+log = logging.getLogger(__name__)
+
+# https://docs.anthropic.com/en/api/messages#response-stop-reason
+FINISH_REASONS: dict[str, str] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",  # the context filled up: the answer is cut short
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    # A server-tool turn paused for the client to resend; mcpd sends no server tools, so a paused
+    # turn is ended as it stands.
+    "pause_turn": "stop",
+}
+# Any other (future) value, or none at all, ends the turn as "stop": never a raw Anthropic value.
+UNKNOWN_FINISH_REASON = "stop"
+
+
+def finish_reason(stop_reason: str | None, called_tools: bool) -> str:
+    """OpenAI's finish_reason: tool_calls whenever a client tool was called, else mapped from stop_reason."""
+    if called_tools:
+        return "tool_calls"
+    if stop_reason == "tool_use":  # only the response_format tool was called: a plain answer
+        return "stop"
+    mapped = FINISH_REASONS.get(stop_reason or "")
+    if mapped is None:
+        log.warning("anthropic stop_reason %r mapped to %r", stop_reason, UNKNOWN_FINISH_REASON)
+        return UNKNOWN_FINISH_REASON
+    return mapped
+
+
+def completion_id(message_id: Any) -> str:
+    """A chat.completion id derived from Anthropic's message id."""
+    return f"chatcmpl-{message_id}" if isinstance(message_id, str) and message_id else "chatcmpl-anthropic"
+
+
+def _count(usage: dict[str, Any], name: str) -> int:
+    value = usage.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def prompt_tokens(usage: dict[str, Any]) -> int:
+    """input + cache creation + cache read: Anthropic's input_tokens excludes cached tokens."""
+    # https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching#tracking-cache-performance
+    return (
+        _count(usage, "input_tokens")
+        + _count(usage, "cache_creation_input_tokens")
+        + _count(usage, "cache_read_input_tokens")
+    )
+
+
+def openai_usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
+    """An OpenAI usage object."""
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+
+
+def map_usage(usage: Any) -> tuple[dict[str, Any] | None, Usage]:
+    """The OpenAI usage object and the audit Usage for an Anthropic `usage` (None when absent)."""
+    if not isinstance(usage, dict):
+        return None, Usage()
+    prompt, completion = prompt_tokens(usage), _count(usage, "output_tokens")
+    return openai_usage(prompt, completion, _count(usage, "cache_read_input_tokens")), Usage(
+        prompt, completion
+    )
+
+
+def tool_call(block: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI tool call for a tool_use block (arguments as a JSON string)."""
+    return {
+        "id": block.get("id"),
+        "type": "function",
+        "function": {"name": block.get("name"), "arguments": json.dumps(block.get("input") or {})},
+    }
+
+
+def map_message(content: list[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """The OpenAI assistant message for Anthropic content blocks, and whether a client tool was called."""
+    texts: list[str] = []
+    thoughts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    answer: str | None = None  # the response_format tool's input, as JSON text
+    for block in content:
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(block.get("text") or "")
+        elif kind == "thinking":
+            thoughts.append(block.get("thinking") or "")
+        elif kind == "tool_use" and block.get("name") == RESPONSE_TOOL:
+            answer = json.dumps(block.get("input") or {})
+        elif kind == "tool_use":
+            calls.append(tool_call(block))
+        # redacted_thinking (encrypted) and server-tool blocks (mcpd sends no server tools): not shown
+    message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+    if answer is not None:
+        message["content"] = answer  # response_format: the JSON is the whole answer
+    elif texts or not calls:
+        message["content"] = "".join(texts)
+    if thoughts:
+        message["reasoning_content"] = "".join(thoughts)
+    if calls:
+        message["tool_calls"] = calls
+    return message, bool(calls)
+
+
+def parse_message(payload: Any, created: int) -> tuple[ChatCompletion, Usage]:
+    """The OpenAI chat.completion and audit Usage for an Anthropic Message."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("content"), list):
+        raise UpstreamError("anthropic sent a reply that is not a Message.", code="upstream_bad_response")
+    message, called_tools = map_message([b for b in payload["content"] if isinstance(b, dict)])
+    usage_body, usage = map_usage(payload.get("usage"))
+    completion: ChatCompletion = {
+        "id": completion_id(payload.get("id")),
+        "object": "chat.completion",
+        "created": created,
+        "model": payload.get("model") or "",
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason(payload.get("stop_reason"), called_tools),
+            }
+        ],
+    }
+    if usage_body is not None:
+        completion["usage"] = usage_body
+    return completion, usage
