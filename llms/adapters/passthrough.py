@@ -10,14 +10,8 @@ import re
 from typing import Any
 
 from llms.adapters.base import ChatRequest, OutChunk, SseEvent, Target, UpstreamRequest, Usage
-from mcpd.errors import (
-    ApiError,
-    InvalidRequest,
-    ProviderRequestError,
-    RateLimited,
-    TooLarge,
-    UpstreamError,
-)
+from llms.adapters.errors import error_for_status
+from mcpd.errors import ApiError, InvalidRequest, UpstreamError
 
 DONE = "[DONE]"
 # Only chunks that carry a usage object are parsed; the rest are relayed as the provider wrote them.
@@ -42,20 +36,7 @@ def provider_message(payload: Any) -> str:
             return str(payload["message"])
     if isinstance(payload, str) and payload.strip():
         return payload.strip()[:500]
-    return "no detail given"
-
-
-def map_status(status: int, message: str, retry_after: str | None, provider: str) -> ApiError:
-    """The contract's error for a provider's non-2xx status (shared by every adapter)."""
-    if status in (401, 403):
-        return UpstreamError(f"The {provider} provider refused mcpd's API key ({status}).", code="upstream_auth_failed")
-    if status == 413:
-        return TooLarge(f"The {provider} provider says the request is too large: {message}")
-    if status == 429:
-        return RateLimited(f"The {provider} provider is rate limiting: {message}", retry_after=retry_after)
-    if 400 <= status < 500:
-        return ProviderRequestError(message, status=status)
-    return UpstreamError(f"The {provider} provider failed ({status}): {message}", code="upstream_server_error")
+    return ""
 
 
 class PassthroughAdapter:
@@ -84,7 +65,7 @@ class PassthroughAdapter:
         return payload, usage_of(payload)
 
     def to_error(self, status: int, payload: Any, retry_after: str | None) -> ApiError:
-        return map_status(status, provider_message(payload), retry_after, self.provider)
+        return error_for_status(self.provider, status, provider_message(payload), retry_after)
 
     def stream_translator(self, body: ChatRequest) -> PassthroughStream:
         options = body.get("stream_options")

@@ -184,7 +184,7 @@ def test_gemini_cli_is_501(admin_user, client_for, make_llm, fake_upstream):
 
 @pytest.mark.parametrize("reply, status, kind, code", [
     (json_reply({"error": {"message": "boom"}}, status=500), 502, "upstream_error", "upstream_server_error"),
-    (json_reply({"error": {"message": "overloaded"}}, status=529), 502, "upstream_error", "upstream_server_error"),
+    (json_reply({"error": {"message": "overloaded"}}, status=529), 502, "upstream_error", "upstream_overloaded"),
     (raw_reply(b"<html>bad gateway"), 502, "upstream_error", None),
     (raw_reply(b'{"no": "choices"}'), 502, "upstream_error", None),
     (json_reply({"error": {"message": "bad key"}}, status=401), 502, "upstream_error", "upstream_auth_failed"),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcpd.errors import ApiError, ProviderRequestError, RateLimited, TooLarge, UpstreamError
+from llms.adapters.errors import error_for_status
+from mcpd.errors import ApiError
 
 PROVIDER = "anthropic"
 _MAX_TEXT = 300  # a non-JSON body (e.g. a proxy's HTML page) is cut to this many characters
@@ -43,25 +44,10 @@ def error_from_status(
 ) -> ApiError:
     """The ApiError for an Anthropic non-2xx reply, per CONTRACT.md's error table."""
     etype, message = error_parts(payload)
-    described = _describe(where or f"HTTP {status}", etype, message)
-    if status in (401, 403):
-        # Never echo the provider's auth text: the problem is mcpd's key, not the client's.
-        return UpstreamError(
-            f"{PROVIDER} refused mcpd's API key for this Llm (HTTP {status}).", code="upstream_auth_failed"
-        )
-    if status == 413:
-        return TooLarge(message or f"The request is too large for {PROVIDER}.")
-    if status == 429:
-        return RateLimited(message or f"{PROVIDER} rate limit reached.", retry_after=retry_after)
-    if 400 <= status < 500:
-        # 400, 404 and other 4xx keep their status and pass the provider's message on (CONTRACT.md).
-        return ProviderRequestError(message or described, status=status)
-    if status == 529 or etype == "overloaded_error":
-        # 529 is Anthropic's "overloaded for everyone": https://docs.anthropic.com/en/api/errors
-        return UpstreamError(described, code="upstream_overloaded")
-    if 500 <= status < 600:
-        return UpstreamError(described, code="upstream_server_error")
-    return UpstreamError(described, code="upstream_bad_response")
+    # 529 is Anthropic's "overloaded for everyone": https://docs.anthropic.com/en/api/errors
+    return error_for_status(PROVIDER, status, message, retry_after,
+                            detail=_describe(where or f"HTTP {status}", etype, message),
+                            overloaded=etype == "overloaded_error")
 
 
 def error_from_event(payload: Any) -> ApiError:
