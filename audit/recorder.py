@@ -70,6 +70,13 @@ class CallRecord:
             error=str(getattr(error, "message", error))[:2000],
         )
 
+    def fail_mid_stream(self, error: Any) -> None:
+        """Mark a stream failed after its 200 went out: the status stays the one sent."""
+        self.fields.update(
+            outcome=Outcome.ERROR,
+            error=f"after the stream began: {error.status} {error.type}: {error.message}"[:2000],
+        )
+
     def finish(self) -> None:
         """Write the row once; later calls do nothing. A failing write is logged, never raised to the client."""
         if self.finished:

@@ -17,7 +17,7 @@ from llms.models import Llm
 from llms.permissions import llm_to_run, runnable_llms
 from llms.streaming import ProxyStream, streaming_response
 from llms.validation import read_body
-from mcpd.errors import InvalidRequest, to_api_error
+from mcpd.errors import ApiError, InvalidRequest, to_api_error
 from mcpd.middleware import client_ip
 from mcpd.models import ApiToken
 
@@ -66,7 +66,7 @@ class InferenceView(APIView):
         if record is None:
             try:
                 record = self._new_record(self.request)
-            except Exception:  # authentication itself failed: audit without a user
+            except ApiError:  # authentication itself failed: audit without a user
                 record = CallRecord(user=None, token_sha="", request_id=self.request._request.request_id,
                                     client_ip=client_ip(self.request), streaming=self._stream_requested)
             record.set_llm(self.kwargs.get("name", ""), "", "")

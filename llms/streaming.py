@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from django.http import StreamingHttpResponse
 
 from llms.adapters.base import OutChunk, StreamTranslator
-from mcpd.errors import ApiError, UpstreamError
+from mcpd.errors import ApiError, InternalError, UpstreamError
 
 if TYPE_CHECKING:
     from audit.recorder import CallRecord
     from llms.transport import UpstreamResponse
 
 SSE_DONE = b"data: [DONE]\n\n"
+log = logging.getLogger(__name__)
 
 
 def sse(chunk: OutChunk | dict) -> bytes:
@@ -54,8 +56,13 @@ class ProxyStream:
             self._record.ok()
         except ApiError as exc:  # the headers are gone: one error event, and no [DONE]
             exc.message = self._scrub(exc.message)
-            self._record.fail(exc)
+            self._record.fail_mid_stream(exc)
             yield sse(exc.to_body())
+        except Exception:  # a translation bug must still end the stream properly and be audited
+            log.exception("relaying a stream failed")
+            error = InternalError("mcpd failed while relaying the provider's stream.")
+            self._record.fail_mid_stream(error)
+            yield sse(error.to_body())
         finally:
             usage = self._translator.usage
             self._record.set_usage(usage.prompt_tokens, usage.completion_tokens)

@@ -99,7 +99,8 @@ def test_an_error_event_mid_stream_reaches_the_sdk_as_an_error(sdk, fake_upstrea
         list(sdk.chat.completions.create(model="claude", messages=ASK, stream=True))
     assert "overloaded" in str(info.value).lower()
     [row] = rows()
-    assert (row.status, row.outcome) == (502, "error")
+    assert (row.status, row.outcome) == (200, "error")  # the status sent; the error says what happened
+    assert row.error.startswith("after the stream began: 502 upstream_error")
 
 
 @pytest.mark.parametrize("status, error_type, expected, sdk_error", [

@@ -305,7 +305,8 @@ def test_a_stream_failing_midway_ends_with_one_error_event_and_no_done(alice, cl
     assert json.loads(frames[0][6:])["choices"][0]["delta"]["content"] == "Hi"
     assert json.loads(frames[-1][6:])["error"]["type"] == kind
     [row] = audit_rows()
-    assert (row.status, row.outcome) == (502, "error")
+    assert (row.status, row.outcome) == (200, "error")
+    assert row.error.startswith("after the stream began: 502")
 
 
 def test_a_stream_stalling_midway_is_a_timeout_event(alice, client_for, upstream_llm, fake_upstream, settings):
@@ -364,3 +365,16 @@ def test_a_provider_stalling_in_the_body_is_504(alice, client_for, upstream_llm,
     fake_upstream.reply(sse_reply(["data: {}\n\n"], hang_after=0))
     response = infer(client_for(alice))
     assert response.status_code == 504 and error_of(response)["type"] == "timeout_error"
+
+
+def test_a_translation_bug_mid_stream_still_ends_the_stream_and_is_audited(alice, client_for, upstream_llm,
+                                                                           monkeypatch, audit_rows):
+    from llms.adapters.passthrough import PassthroughStream
+
+    def broken(self, event):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(PassthroughStream, "feed", broken)
+    frames = frames_of(infer(client_for(alice), {**CHAT, "stream": True}))
+    assert [json.loads(f[6:])["error"]["type"] for f in frames] == ["api_error"]
+    assert [(r.status, r.outcome) for r in audit_rows()] == [(200, "error")]
