@@ -4,6 +4,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from mcpd import views
 
+admin.site.site_header = "mcpd administration"
+admin.site.site_title = "mcpd"
+admin.site.index_title = "LLM gateway"
+
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),

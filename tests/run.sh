@@ -5,10 +5,19 @@ cd "$(dirname "$0")/.."
 export MCPD_DATA_DIR=${MCPD_DATA_DIR:-$(mktemp -d)}
 PYTEST=".venv/bin/python -m pytest"
 
-echo "--> on SQLite"
-$PYTEST -n 2 -p no:cacheprovider "$@"
+# The browser test of the admin (tests/e2e) drives Debian's Chromium through chromedriver.
+if ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+  echo "--> installing chromium and chromium-driver from Debian's packages"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver
+  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver; fi
+fi
 
-echo "--> on PostgreSQL (database paths: API, commands, audit)"
+echo "--> on SQLite"
+# loadgroup: the e2e tests (xdist_group "e2e") share one worker, hence one gunicorn server.
+$PYTEST -n 2 --dist loadgroup -p no:cacheprovider "$@"
+
+echo "--> on PostgreSQL (the database paths: API, commands, tokens, permissions, secrets, audit)"
 PG_URL=$(bash tests/pg.sh)
 trap 'bash tests/pg.sh stop' EXIT
-DATABASE_URL=$PG_URL $PYTEST -n 2 -p no:cacheprovider -m "not sqlite_only" tests/api tests/commands "$@"
+DATABASE_URL=$PG_URL $PYTEST -n 2 -p no:cacheprovider \
+  tests/api tests/commands tests/unit/test_foundation_*.py "$@"

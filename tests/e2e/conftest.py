@@ -1,0 +1,130 @@
+"""The production server as `make run` starts it: migrate, collectstatic, then gunicorn on a free port.
+
+One server per pytest session (per xdist worker), in a throwaway MCPD_DATA_DIR with a fresh SQLite
+file. Tests reach it over HTTP (``server.url``) and configure it as an operator would, with
+``server.manage(...)`` (a ``manage.py`` subprocess against the same data dir). The server's output
+goes to ``server.log_path`` and is attached to the report of any failing test that used it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = ROOT / ".venv" / "bin" / "python"
+GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A running gunicorn serving mcpd, and the environment its manage.py commands share."""
+
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    def manage(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+               check: bool = True) -> str:
+        """Run ``manage.py ARGS`` against the server's data dir; its stdout (stderr shown on failure)."""
+        done = subprocess.run([str(PYTHON), "manage.py", *args], cwd=ROOT, env={**self.env, **(env or {})},
+                              input=input, capture_output=True, text=True, timeout=60)
+        if check and done.returncode != 0:
+            raise AssertionError(f"manage.py {' '.join(args)} exited {done.returncode}\n"
+                                 f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}")
+        return done.stdout
+
+    def log(self) -> str:
+        """Everything gunicorn and mcpd wrote so far (access log, errors)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _server_env(data_dir: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCPD_", "DJANGO_"))}
+    env.pop("DATABASE_URL", None)
+    env.update(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="1", MCPD_THREADS="4",
+               MCPD_DEBUG="false", MCPD_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    return env
+
+
+def _wait_healthy(server: Server) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert server.process is not None
+        if server.process.poll() is not None:
+            raise AssertionError(f"gunicorn exited {server.process.returncode} at start:\n{server.log()}")
+        try:
+            if requests.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"/healthz did not answer 200 within {START_TIMEOUT:.0f} s:\n{server.log()}")
+
+
+def _stop(server: Server) -> int:
+    """SIGTERM (graceful shutdown), then wait; kill only if it hangs. Gunicorn's exit status."""
+    process = server.process
+    assert process is not None
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise AssertionError(f"gunicorn did not stop within {STOP_TIMEOUT:.0f} s of SIGTERM:\n{server.log()}") from exc
+    return process.returncode
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Iterator[Server]:
+    """mcpd served by gunicorn exactly as `make run` does, on a fresh SQLite data dir."""
+    if os.environ.get("DATABASE_URL"):
+        pytest.skip("the e2e tests exercise `make run`'s embedded SQLite default; DATABASE_URL is set")
+    data_dir = tmp_path_factory.mktemp("mcpd-data")
+    port = free_port()
+    server = Server(url=f"http://127.0.0.1:{port}", data_dir=data_dir, env=_server_env(data_dir, port),
+                    log_path=tmp_path_factory.mktemp("mcpd-log") / "gunicorn.log")
+    server.manage("migrate", "--no-input")
+    server.manage("collectstatic", "--no-input", "-v0")
+    with server.log_path.open("wb") as log:
+        server.process = subprocess.Popen([str(GUNICORN), "-c", "gunicorn.conf.py", "mcpd.wsgi"], cwd=ROOT,
+                                          env=server.env, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_healthy(server)
+        yield server
+    finally:
+        status = _stop(server)
+    assert status == 0, f"gunicorn exited {status} after SIGTERM:\n{server.log()}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the server's log to the report of a failing test that used it."""
+    outcome = yield
+    report = outcome.get_result()
+    server = item.funcargs.get("server") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(server, Server):
+        report.sections.append(("mcpd server log (gunicorn)", server.log()[-20000:]))

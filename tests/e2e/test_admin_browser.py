@@ -1,0 +1,191 @@
+"""The README's admin walkthrough in a real browser (headless Chromium) against the production server.
+
+A new admin logs in, adds a Secret, an Llm using it, grants `run` on the Llm's "Object permissions"
+page, issues an API token and copies it from the page; the token then works outside the browser.
+Needs Debian's chromium and chromium-driver (tests/run.sh installs them when missing).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from tests.fakes.upstream import HELLO, FakeUpstream
+
+pytestmark = pytest.mark.xdist_group("e2e")  # one server for every e2e test (run.sh: --dist loadgroup)
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--window-size=1280,900"]
+ADMIN, ADMIN_PASSWORD = "admin", "pw-admin-e2e-1234"
+SECRET_VALUE = "sk-browser-TYPED-IN-THE-ADMIN-9876543210"
+TRANSPARENT = ("rgba(0, 0, 0, 0)", "transparent")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    """Headless Chromium through chromedriver, with a throwaway profile."""
+    for binary in (CHROMIUM, CHROMEDRIVER):
+        if not shutil.which(binary):
+            pytest.fail(f"{binary} is missing: apt-get install chromium chromium-driver (tests/run.sh does)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="mcpd-chromium-")
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    try:
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    except WebDriverException as exc:
+        pytest.fail(f"Chromium could not be launched: {exc.msg}")
+    driver.set_page_load_timeout(20)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as fake:
+        yield fake
+
+
+def wait(driver: WebDriver, timeout: float = 10) -> WebDriverWait:
+    return WebDriverWait(driver, timeout)
+
+
+def submit(driver: WebDriver, selector: str = "input[name=_save]") -> None:
+    """Click a submit button and wait for the next page."""
+    button = driver.find_element(By.CSS_SELECTOR, selector)
+    button.click()
+    wait(driver).until(EC.staleness_of(button))
+
+
+def assert_saved(driver: WebDriver) -> None:
+    errors = driver.find_elements(By.CSS_SELECTOR, ".errornote, .errorlist")
+    assert not errors, "the form was refused: " + " | ".join(e.text for e in errors)
+    assert driver.find_elements(By.CSS_SELECTOR, ".messagelist .success"), driver.page_source[:3000]
+
+
+def choose_autocomplete(driver: WebDriver, field_id: str, text: str) -> None:
+    """Pick ``text`` in an admin autocomplete (select2) field: open it, type, click the match."""
+    driver.find_element(By.CSS_SELECTOR, f"#{field_id} + .select2 .select2-selection").click()
+    search = wait(driver).until(EC.visibility_of_element_located(
+        (By.CSS_SELECTOR, ".select2-container--open .select2-search__field")))
+    search.send_keys(text)
+
+    def match(d):
+        return next((o for o in d.find_elements(By.CSS_SELECTOR, ".select2-results__option")
+                     if o.text.split(" (")[0] == text), None)
+
+    wait(driver).until(match).click()
+    assert text in driver.find_element(By.CSS_SELECTOR, f"#{field_id} + .select2").text
+
+
+def open_add_page(driver: WebDriver, url: str, app_model: str) -> None:
+    """From the admin index, follow the model's "Add" link, as a new admin would."""
+    driver.get(f"{url}/admin/")
+    driver.find_element(By.CSS_SELECTOR, f"a.addlink[href$='/admin/{app_model}/add/']").click()
+    wait(driver).until(EC.url_contains(f"/admin/{app_model}/add/"))
+
+
+def test_a_new_admin_sets_up_an_llm_and_a_token_in_the_browser(server, browser, upstream, tmp_path):
+    url = server.url
+    server.manage("createsuperuser", "--noinput", "--username", ADMIN, "--email", "admin@example.com",
+                  env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD})
+    server.manage("shell", "-c", "from django.contrib.auth.models import User; "
+                                 "User.objects.create_user('reg', password='pw-reg-e2e-1234')")
+
+    # Log in.
+    browser.get(f"{url}/admin/")
+    assert "/admin/login/" in browser.current_url
+    browser.find_element(By.ID, "id_username").send_keys(ADMIN)
+    browser.find_element(By.ID, "id_password").send_keys(ADMIN_PASSWORD)
+    submit(browser, "input[type=submit]")
+    assert browser.find_element(By.ID, "site-name").text == "mcpd administration"
+    assert "LLM gateway" in browser.title
+
+    # Styled with DEBUG off: the hashed stylesheets loaded through whitenoise.
+    header_bg = browser.execute_script("return getComputedStyle(document.getElementById('header')).backgroundColor")
+    assert header_bg not in TRANSPARENT, header_bg
+    sheets = browser.execute_script("return [...document.styleSheets].map(s => s.href).filter(Boolean)")
+    assert any("/static/admin/css/base." in s for s in sheets), sheets
+    screenshot = tmp_path / "admin-index.png"
+    assert browser.save_screenshot(str(screenshot))
+    print(f"admin index screenshot: {screenshot}")
+
+    # 1. Secrets -> Add: a db secret, typed once.
+    open_add_page(browser, url, "secrets_app/secret")
+    browser.find_element(By.ID, "id_name").send_keys("browser-key")
+    Select(browser.find_element(By.ID, "id_backend")).select_by_value("db")
+    browser.find_element(By.ID, "id_value").send_keys(SECRET_VALUE)
+    submit(browser)
+    assert_saved(browser)
+    assert SECRET_VALUE not in browser.page_source
+    browser.find_element(By.LINK_TEXT, "browser-key").click()
+    wait(browser).until(EC.url_contains("/change/"))
+    assert browser.find_element(By.ID, "id_name").get_attribute("value") == "browser-key"
+    assert SECRET_VALUE not in browser.page_source
+    assert browser.find_element(By.ID, "id_value").get_attribute("value") == ""
+
+    # 2. LLMs -> Add, using that secret and pointing at the fake provider.
+    open_add_page(browser, url, "llms/llm")
+    browser.find_element(By.ID, "id_name").send_keys("browser-llm")
+    Select(browser.find_element(By.ID, "id_provider")).select_by_value("openai")
+    browser.find_element(By.ID, "id_model").send_keys("browser-model")
+    browser.find_element(By.ID, "id_base_url").send_keys(f"{upstream.url}/v1")
+    choose_autocomplete(browser, "id_api_key_secret", "browser-key")
+    submit(browser, "input[name=_continue]")  # "Save and continue editing": stay on its change page
+    assert_saved(browser)
+
+    # 3. Object permissions -> user "reg" -> "Can run inference on the LLM".
+    link = browser.find_element(By.CSS_SELECTOR, ".object-tools a.permissionslink")
+    assert link.text == "OBJECT PERMISSIONS"  # rendered upper-case by the admin's CSS
+    link.click()
+    wait(browser).until(EC.url_contains("/permissions/"))
+    browser.find_element(By.ID, "id_user").send_keys("reg")
+    submit(browser, "input[name=submit_manage_user]")
+    assert "/permissions/user-manage/" in browser.current_url
+    available = Select(wait(browser).until(EC.presence_of_element_located((By.ID, "id_permissions_from"))))
+    available.select_by_visible_text("Can run inference on the LLM")
+    browser.find_element(By.ID, "id_permissions_add").click()
+    chosen = [o.text for o in Select(browser.find_element(By.ID, "id_permissions_to")).options]
+    assert chosen == ["Can run inference on the LLM"]
+    submit(browser, "#submit")
+    assert "Permissions saved." in browser.find_element(By.CSS_SELECTOR, ".messagelist").text
+
+    # 4. API tokens -> Add for "reg"; the plaintext is on the page shown after saving.
+    open_add_page(browser, url, "mcpd/apitoken")
+    choose_autocomplete(browser, "id_user", "reg")
+    browser.find_element(By.ID, "id_name").send_keys("from-the-browser")
+    submit(browser)
+    token = browser.find_element(By.ID, "issued-token").get_attribute("value")
+    assert token.startswith("mcpd_"), browser.page_source[:3000]
+
+    # Outside the browser, with that token: the catalogue and an inference.
+    auth = {"Authorization": f"Bearer {token}"}
+    listing = requests.get(f"{url}/api/v1/llms/", headers=auth, timeout=10)
+    assert listing.status_code == 200, listing.text
+    entries = listing.json() if isinstance(listing.json(), list) else listing.json()["results"]
+    assert [(e["name"], e["has_api_key"]) for e in entries] == [("browser-llm", True)]
+    assert SECRET_VALUE not in listing.text
+    reply = requests.post(f"{url}/api/v1/llms/browser-llm/infer", headers=auth, timeout=10,
+                          json={"messages": [{"role": "user", "content": "Hi"}]})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["content"] == HELLO
+    assert upstream.requests[-1].headers["Authorization"] == f"Bearer {SECRET_VALUE}"
+    assert upstream.requests[-1].json()["model"] == "browser-model"
+    assert SECRET_VALUE not in reply.text and SECRET_VALUE not in server.log()

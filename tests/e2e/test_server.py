@@ -1,0 +1,171 @@
+"""`make run`'s production server for real: gunicorn, DEBUG off, whitenoise, an operator's commands, clients.
+
+Configured only the way an operator would: `manage.py secret set`, `llm add`, `llm grant`, `token issue`;
+then called with plain HTTP, a streamed `curl -N`-style read and the official openai SDK.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import openai
+import pytest
+import requests
+
+from tests.fakes.upstream import HELLO, FakeUpstream, json_reply, openai_stream_frames, sse_reply
+
+pytestmark = pytest.mark.xdist_group("e2e")  # one server for every e2e test (run.sh: --dist loadgroup)
+
+KEY = "sk-e2e-PROVIDER-KEY-never-shown-0123456789"
+HASHED_CSS = re.compile(r"""href="(/static/admin/css/[\w/.-]+\.[0-9a-f]{12}\.css)\"""")
+ONE_YEAR = 365 * 24 * 3600
+
+
+@dataclass
+class Gateway:
+    url: str
+    token: str
+    fake: FakeUpstream
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def gateway(server, fake) -> Gateway:
+    """The operator's set-up from the README, with manage.py commands only."""
+    server.manage("secret", "set", "k", "--backend", "db", "--stdin", input=KEY)
+    server.manage("llm", "add", "fake", "--provider", "openai", "--model", "m", "--base-url", f"{fake.url}/v1",
+                  "--secret", "k")
+    server.manage("shell", "-c", "from django.contrib.auth.models import User; "
+                                 "User.objects.create_user('u', password='pw-u-e2e-1234')")
+    server.manage("llm", "grant", "fake", "--user", "u")
+    token = server.manage("token", "issue", "u", "--name", "e2e").strip().splitlines()[-1]
+    assert token.startswith("mcpd_")
+    return Gateway(server.url, token, fake)
+
+
+@pytest.fixture
+def fresh_fake(fake):
+    fake.reset()
+    return fake
+
+
+def assert_no_key(*texts: str) -> None:
+    for text in texts:
+        assert KEY not in text
+
+
+def test_healthz_answers_ok(server):
+    response = requests.get(f"{server.url}/healthz", timeout=5)
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert response.headers["X-Request-ID"]
+
+
+def test_every_response_carries_a_request_id(server):
+    assert requests.get(f"{server.url}/healthz", headers={"X-Request-ID": "rid-e2e-1"},
+                        timeout=5).headers["X-Request-ID"] == "rid-e2e-1"
+    assert requests.get(f"{server.url}/v1/models", timeout=5).headers["X-Request-ID"]  # a 401 too
+
+
+def test_the_admin_is_styled_with_debug_off(server):
+    login = requests.get(f"{server.url}/admin/", timeout=5)
+    assert login.status_code == 200 and login.url.endswith("/admin/login/?next=/admin/")
+    assert "mcpd administration" in login.text and "Traceback" not in login.text
+    stylesheets = HASHED_CSS.findall(login.text)
+    assert "/static/admin/css/base.css" not in login.text
+    assert any(s.startswith("/static/admin/css/base.") for s in stylesheets), login.text[:2000]
+    for path in stylesheets:
+        css = requests.get(f"{server.url}{path}", timeout=5)
+        assert css.status_code == 200, path
+        assert css.headers["Content-Type"].startswith("text/css")
+        max_age = int(re.search(r"max-age=(\d+)", css.headers["Cache-Control"]).group(1))
+        assert max_age >= ONE_YEAR, css.headers["Cache-Control"]  # whitenoise: hashed names are immutable
+        assert css.headers["Access-Control-Allow-Origin"] == "*"  # whitenoise's default, not Django's
+        assert css.headers["X-Request-ID"]
+    assert "body" in requests.get(f"{server.url}{stylesheets[0]}", timeout=5).text
+
+
+def test_a_stream_arrives_while_the_provider_is_still_generating(gateway, fresh_fake):
+    fresh_fake.reply(sse_reply(openai_stream_frames(["Hel", "lo"]), interval=0.3))  # 5 frames, 0.3 s apart
+    response = requests.post(f"{gateway.url}/api/v1/llms/fake/infer", stream=True, timeout=10,
+                             headers=gateway.auth, json={"messages": [{"role": "user", "content": "Hi"}],
+                                                         "stream": True})
+    started = time.monotonic()
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    assert (response.headers["Cache-Control"], response.headers["X-Accel-Buffering"]) == ("no-cache", "no")
+    lines = response.iter_lines()
+    first = next(line for line in lines if line)
+    first_at = time.monotonic() - started
+    assert first.startswith(b"data: {")
+    assert not fresh_fake.stream_completed.is_set()  # neither gunicorn nor mcpd buffered the answer
+    rest = [line for line in lines if line]
+    assert rest[-1] == b"data: [DONE]"
+    assert fresh_fake.stream_completed.is_set()
+    assert first_at < (time.monotonic() - started) / 2
+    assert_no_key(first.decode(), *(line.decode() for line in rest))
+    assert fresh_fake.requests[-1].headers["Authorization"] == f"Bearer {KEY}"
+
+
+@pytest.fixture
+def sdk(gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.token, max_retries=0, timeout=20)
+
+
+def test_the_openai_sdk_completes(sdk, fresh_fake):
+    completion = sdk.chat.completions.create(model="fake", messages=[{"role": "user", "content": "Hi"}])
+    assert completion.choices[0].message.content == HELLO
+    assert completion.usage.total_tokens == 15
+    assert fresh_fake.requests[-1].json()["model"] == "m"  # the Llm's model goes upstream, not its name
+    assert_no_key(completion.model_dump_json())
+
+
+def test_the_openai_sdk_streams(sdk, fresh_fake):
+    chunks = list(sdk.chat.completions.create(model="fake", messages=[{"role": "user", "content": "Hi"}],
+                                              stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == HELLO
+    assert_no_key(*(c.model_dump_json() for c in chunks))
+
+
+def test_the_openai_sdk_lists_only_what_the_user_may_run(sdk, gateway):
+    assert [m.id for m in sdk.models.list()] == ["fake"]
+
+
+def test_the_catalogue_shows_no_key(gateway):
+    response = requests.get(f"{gateway.url}/api/v1/llms/fake/", headers=gateway.auth, timeout=5)
+    assert response.status_code == 200 and response.json()["has_api_key"] is True
+    assert_no_key(response.text, str(response.headers))
+
+
+def test_a_provider_echoing_the_key_does_not_leak_it(gateway, fresh_fake):
+    fresh_fake.reply(json_reply({"error": {"message": f"Incorrect API key provided: {KEY}.",
+                                           "type": "invalid_request_error", "code": "invalid_api_key"}},
+                                status=401))
+    response = requests.post(f"{gateway.url}/v1/chat/completions", headers=gateway.auth, timeout=10,
+                             json={"model": "fake", "messages": [{"role": "user", "content": "Hi"}]})
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_auth_failed"
+    assert_no_key(response.text, str(response.headers))
+
+
+def test_manage_llm_test_streams_the_reply(server, gateway, fresh_fake):
+    out = server.manage("llm", "test", "fake", "hi", "--stream")
+    assert HELLO in out
+    assert_no_key(out)
+
+
+def test_the_server_log_holds_no_key(server, gateway):
+    requests.get(f"{server.url}/healthz", timeout=5)
+    assert "/healthz" in server.log()  # the access log is being written
+    assert_no_key(server.log())
