@@ -10,6 +10,7 @@ from django.db import DatabaseError
 
 from audit.context import current_actor
 from audit.models import INFERENCE, AuditEvent, Outcome
+from mcpd.metrics import observe_call
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,12 @@ class CallRecord:
         if self.finished:
             return
         self.finished = True
-        now = time.monotonic()
-        self.fields["duration_ms"] = int((now - self.started) * 1000)
-        if self.first_token_at is not None:
-            self.fields["ttft_ms"] = int((self.first_token_at - self.started) * 1000)
+        duration = time.monotonic() - self.started
+        ttft = None if self.first_token_at is None else self.first_token_at - self.started
+        self.fields["duration_ms"] = int(duration * 1000)
+        if ttft is not None:
+            self.fields["ttft_ms"] = int(ttft * 1000)
+        observe_call(self.fields, duration, ttft)
         try:
             AuditEvent.objects.create(**self.fields)
         except DatabaseError:

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from mcpd import views
+from mcpd.metrics import metrics_view
 
 admin.site.site_header = "mcpd administration"
 admin.site.site_title = "mcpd"
@@ -10,6 +11,7 @@ admin.site.index_title = "LLM gateway"
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -378,3 +378,16 @@ def test_a_translation_bug_mid_stream_still_ends_the_stream_and_is_audited(alice
     frames = frames_of(infer(client_for(alice), {**CHAT, "stream": True}))
     assert [json.loads(f[6:])["error"]["type"] for f in frames] == ["api_error"]
     assert [(r.status, r.outcome) for r in audit_rows()] == [(200, "error")]
+
+
+def test_metrics_count_calls_in_the_prometheus_format(alice, client_for, upstream_llm, client):
+    def calls() -> float:
+        text = client.get("/metrics").content.decode()
+        line = next((line for line in text.splitlines() if line.startswith("mcpd_inference_calls_total{")
+                     and 'llm="gpt"' in line and 'status="200"' in line), None)
+        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+    before = calls()
+    infer(client_for(alice))
+    assert calls() == before + 1
+    assert client.get("/metrics")["Content-Type"].startswith("text/plain")

@@ -62,7 +62,7 @@ class Server:
 def _server_env(data_dir: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCPD_", "DJANGO_"))}
     env.pop("DATABASE_URL", None)
-    env.update(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="1", MCPD_THREADS="4",
+    env.update(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2", MCPD_THREADS="4",
                MCPD_DEBUG="false", MCPD_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
     return env
 

@@ -169,3 +169,19 @@ def test_the_server_log_holds_no_key(server, gateway):
     requests.get(f"{server.url}/healthz", timeout=5)
     assert "/healthz" in server.log()  # the access log is being written
     assert_no_key(server.log())
+
+
+def test_metrics_add_up_the_calls_of_every_worker(gateway, fresh_fake):
+    """gunicorn runs several processes: /metrics must sum them, whichever worker answers."""
+
+    def calls() -> float:
+        text = requests.get(f"{gateway.url}/metrics", timeout=5).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("mcpd_inference_calls_total{") and 'llm="fake"' in line)
+
+    before = calls()
+    with requests.Session() as session:  # several connections over the run reach both workers
+        for _ in range(6):
+            session.post(f"{gateway.url}/v1/chat/completions", headers={**gateway.auth, "Connection": "close"},
+                         json={"model": "fake", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+    assert calls() == before + 6
