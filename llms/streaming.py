@@ -54,6 +54,7 @@ class ProxyStream:
                 yield sse(chunk)
             yield SSE_DONE
             self._record.ok()
+            self._upstream.drain()
         except ApiError as exc:  # the headers are gone: one error event, and no [DONE]
             exc.message = self._scrub(exc.message)
             self._record.fail_mid_stream(exc)

@@ -18,6 +18,8 @@ from mcpd.errors import ApiError, Timeout, UpstreamError
 
 MAX_ERROR_BODY = 1024 * 1024  # a provider's error body is read up to this size
 READ_SIZE = 64 * 1024
+DRAIN_TIMEOUT = 1.0  # seconds to wait for the end of a body after the provider's last event
+DRAIN_LIMIT = 64 * 1024  # more than this after the last event: drop the connection instead
 
 
 def _new_session() -> requests.Session:
@@ -73,6 +75,23 @@ class UpstreamResponse:
             if _is_timeout(exc):
                 raise Timeout(f"The {self._provider} provider sent nothing within the read timeout.") from None
             raise UpstreamError(f"The {self._provider} provider dropped the connection mid-stream.") from None
+
+    def drain(self) -> None:
+        """After the provider's last event, read the end of the body (the chunked terminator) so the
+        connection goes back to the pool: the next stream skips a TCP and TLS handshake."""
+        raw = self._response.raw
+        sock = getattr(raw.connection, "sock", None)
+        try:
+            if sock is not None:
+                sock.settimeout(DRAIN_TIMEOUT)  # urllib3 sets the read timeout again on the next use
+            left = DRAIN_LIMIT
+            while left > 0:
+                data = raw.read1(READ_SIZE)
+                if not data:
+                    return  # the body is complete: urllib3 has released the connection to the pool
+                left -= len(data)
+        except (requests.RequestException, Urllib3Error, OSError):
+            pass  # close() drops it
 
     def close(self) -> None:
         """Close the connection (an unfinished stream is not returned to the pool: it is dropped)."""

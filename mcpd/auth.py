@@ -24,9 +24,10 @@ def authenticate_bearer(header: bytes | str) -> tuple[object, ApiToken] | None:
         plaintext = parts[1].decode()
     except UnicodeDecodeError:
         raise AuthenticationFailed("Invalid API token.") from None
-    token = ApiToken.objects.select_related("user").filter(sha256=digest(plaintext)).first()
-    if token is None:
-        raise AuthenticationFailed("Invalid API token.")
+    try:
+        token = ApiToken.objects.select_related("user").get(sha256=digest(plaintext))
+    except ApiToken.DoesNotExist:
+        raise AuthenticationFailed("Invalid API token.") from None
     if token.revoked:
         raise AuthenticationFailed("This API token has been revoked.")
     if token.is_expired:

@@ -384,10 +384,18 @@ def test_metrics_count_calls_in_the_prometheus_format(alice, client_for, upstrea
     def calls() -> float:
         text = client.get("/metrics").content.decode()
         line = next((line for line in text.splitlines() if line.startswith("mcpd_inference_calls_total{")
-                     and 'llm="gpt"' in line and 'status="200"' in line), None)
+                     and 'llm="gpt"' in line and 'status="200"' in line and 'outcome="ok"' in line), None)
         return float(line.rsplit(" ", 1)[1]) if line else 0.0
 
     before = calls()
     infer(client_for(alice))
     assert calls() == before + 1
     assert client.get("/metrics")["Content-Type"].startswith("text/plain")
+
+
+def test_finished_streams_give_their_upstream_connection_back(alice, client_for, upstream_llm, fake_upstream):
+    client = client_for(alice)
+    for _ in range(3):
+        frames_of(infer(client, {**CHAT, "stream": True}))
+    infer(client)
+    assert len({request.peer for request in fake_upstream.requests}) == 1  # one kept-alive connection
