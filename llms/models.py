@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, URLValidator
+from django.core.validators import MinValueValidator
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
@@ -28,7 +30,17 @@ DEFAULT_BASE_URLS: dict[str, str] = {
     Provider.OLLAMA: "http://localhost:11434/v1",
 }
 
-http_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")
+def validate_base_url(value: str) -> None:
+    """An http(s) URL with a host. Bare host names count: `http://vllm:8000/v1` is how a Compose
+    service or an internal host is named, and Django's URLValidator would refuse it."""
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok, parts = False, None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok
+            or any(c.isspace() for c in value) or parts.query or parts.fragment):
+        raise ValidationError("Enter an http:// or https:// URL (host, optional port and path).")
 
 
 class Llm(models.Model):
@@ -36,7 +48,7 @@ class Llm(models.Model):
     provider = models.CharField(max_length=20, choices=Provider.choices)
     model = models.CharField(max_length=200, help_text="The model name sent upstream.")
     base_url = models.CharField(
-        max_length=500, blank=True, validators=[http_url],
+        max_length=500, blank=True, validators=[validate_base_url],
         help_text="Including the version path, e.g. https://host/v1. Blank: the provider's default.",
     )
     api_key_secret = models.ForeignKey(

@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
+
 from audit.recorder import CallRecord
 from llms import transport
 from llms.adapters import get_adapter
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 REDACTED = "[redacted]"
 
 
+@sensitive_variables("target", "scrub", "upstream")
 def chat_completion(llm: Llm, body: dict[str, Any], record: CallRecord) -> dict[str, Any] | ProxyStream:
     """Answer one chat.completions body with the Llm: a chat.completion dict, or a ProxyStream to relay.
 
@@ -48,6 +51,7 @@ def chat_completion(llm: Llm, body: dict[str, Any], record: CallRecord) -> dict[
         raise
 
 
+@sensitive_variables("api_key")
 def _target(llm: Llm) -> Target:
     api_key = None
     if llm.api_key_secret is not None:
@@ -89,6 +93,7 @@ def _open_stream(adapter: Adapter, upstream: transport.UpstreamResponse, body: d
     return ProxyStream(upstream, adapter.stream_translator(body), record, scrub)
 
 
+@sensitive_variables("api_key")
 def scrubber(api_key: str | None) -> Callable[[str], str]:
     """A function that removes the key, and any masked echo of it (`sk-ab***wxyz`), from a text."""
     if not api_key:

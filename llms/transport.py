@@ -9,6 +9,7 @@ from typing import Any
 import requests
 import sseclient
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
@@ -122,6 +123,7 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, timeouts) or any(isinstance(arg, timeouts) for arg in exc.args)
 
 
+@sensitive_variables("request")
 def post(request: UpstreamRequest, *, stream: bool, provider: str) -> UpstreamResponse:
     """Send the request; the response's headers have arrived when this returns (its body may not have)."""
     timeout = (settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT)

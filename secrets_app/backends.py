@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import requests
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from secrets_app import crypto
 from secrets_app.models import Backend, Secret
@@ -32,6 +33,7 @@ class SecretBackend(Protocol):
 class DbBackend:
     """Value stored in the database, Fernet-encrypted."""
 
+    @sensitive_variables()
     def resolve(self, secret: Secret) -> str:
         if not secret.encrypted_value:
             raise SecretUnavailable(secret, "no value has been set")
@@ -44,6 +46,7 @@ class DbBackend:
 class EnvBackend:
     """Value read from an environment variable of the server process."""
 
+    @sensitive_variables()
     def resolve(self, secret: Secret) -> str:
         value = os.environ.get(secret.ref)
         if not value:
@@ -54,6 +57,7 @@ class EnvBackend:
 class FileBackend:
     """Value read from a file (e.g. a mounted Kubernetes or Docker secret); trailing newline stripped."""
 
+    @sensitive_variables()
     def resolve(self, secret: Secret) -> str:
         try:
             value = Path(secret.ref).read_text().rstrip("\r\n")
@@ -69,6 +73,7 @@ class VaultBackend:
 
     timeout = (5, 10)
 
+    @sensitive_variables()
     def resolve(self, secret: Secret) -> str:
         if not settings.VAULT_ADDR or not settings.VAULT_TOKEN:
             raise SecretUnavailable(secret, "VAULT_ADDR and VAULT_TOKEN must be set")
@@ -94,6 +99,7 @@ def split_vault_ref(ref: str) -> tuple[str, str, str | None]:
     return mount, path, field or None
 
 
+@sensitive_variables()
 def _pick_field(secret: Secret, data: object, field: str | None) -> str:
     if not isinstance(data, dict) or not data:
         raise SecretUnavailable(secret, "vault secret has no data (deleted or destroyed version?)")
@@ -115,6 +121,7 @@ BACKENDS: dict[str, SecretBackend] = {
 }
 
 
+@sensitive_variables()
 def resolve(secret: Secret) -> str:
     """The plaintext of a secret, resolved now through its backend; raises SecretUnavailable."""
     return BACKENDS[secret.backend].resolve(secret)

@@ -399,3 +399,29 @@ def test_finished_streams_give_their_upstream_connection_back(alice, client_for,
         frames_of(infer(client, {**CHAT, "stream": True}))
     infer(client)
     assert len({request.peer for request in fake_upstream.requests}) == 1  # one kept-alive connection
+
+
+def test_a_crash_report_never_shows_the_key(upstream_llm, monkeypatch, rf):
+    """Crash reports built by Django (error mails, reporters) list each frame's locals: not the key."""
+    import sys
+
+    from django.views.debug import ExceptionReporter
+
+    from audit.recorder import CallRecord
+    from llms import proxy
+    from llms.models import Llm
+
+    def crash(llm):
+        raise RuntimeError("crashed while holding the key")
+
+    # Read in _target right after the key is resolved: that frame holds the key as a local then.
+    monkeypatch.setattr(Llm, "effective_base_url", property(crash))
+    record = CallRecord(user=None, token_sha="", request_id="r", client_ip=None, streaming=False)
+    with pytest.raises(RuntimeError):
+        try:
+            proxy.chat_completion(upstream_llm, CHAT, record)
+        except RuntimeError:
+            report = ExceptionReporter(rf.get("/"), *sys.exc_info()).get_traceback_html()
+            raise
+    assert "crashed while holding the key" in report and "api_key" in report
+    assert FAKE_KEY not in report

@@ -29,7 +29,6 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 VALUE = "sk-cmd-TOP-SECRET-0123456789"
 
 
-
 @pytest.fixture
 def stdin(monkeypatch):
     def feed(text: str) -> None:
@@ -214,6 +213,12 @@ def test_llm_add_on_an_existing_name_updates_it(llm):
     assert llm.api_key_secret is not None  # not given: kept
 
 
+@pytest.mark.parametrize("url", ["http://vllm:8000/v1", "http://10.1.2.3:8000/v1", "http://[::1]:11434/v1"])
+def test_llm_add_takes_bare_hosts_and_addresses(url):
+    run("llm", "add", "local", "--provider", "vllm", "--model", "llama-3", "--base-url", url)
+    assert Llm.objects.get(name="local").effective_base_url == url
+
+
 def test_llm_add_with_an_empty_secret_removes_the_key(llm):
     run("llm", "add", "gpt", "--provider", "openai", "--model", "gpt-4o", "--secret", "")
     llm.refresh_from_db()
@@ -225,7 +230,8 @@ def test_llm_add_refuses_vllm_without_a_base_url():
     assert not Llm.objects.exists()
 
 
-@pytest.mark.parametrize("url", ["ftp://host/v1", "file:///etc/passwd", "not a url"])
+@pytest.mark.parametrize("url", ["ftp://host/v1", "file:///etc/passwd", "not a url", "http://", "vllm:8000",
+                                 "http://host:99999/v1"])
 def test_llm_add_refuses_a_base_url_that_is_not_http(url):
     refused("llm", "add", "x", "--provider", "openai", "--model", "m", "--base-url", url, match="http")
     assert not Llm.objects.exists()
