@@ -17,7 +17,7 @@ from llms.models import Llm
 from llms.permissions import llm_to_run, runnable_llms
 from llms.streaming import ProxyStream, streaming_response
 from llms.validation import read_body
-from mcpd.errors import ApiError, InvalidRequest, to_api_error
+from mcpd.errors import ApiError, InternalError, InvalidRequest, to_api_error
 from mcpd.middleware import client_ip
 from mcpd.models import ApiToken
 
@@ -72,7 +72,9 @@ class InferenceView(APIView):
             record.set_llm(self.kwargs.get("name", ""), "", "")
         response = super().handle_exception(exc)
         if not record.finished:
-            record.fail(to_api_error(exc) or exc, status=response.status_code)
+            # An unexpected exception's text could hold anything: the audit row names its type only.
+            error = to_api_error(exc) or InternalError(f"Internal server error ({type(exc).__name__}).")
+            record.fail(error, status=response.status_code)
             record.finish()
         return response
 

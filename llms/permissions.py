@@ -6,11 +6,18 @@ Run comes from `llms.run_llm`, per object (guardian, user or group) or model-lev
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
-from guardian.shortcuts import get_objects_for_user
-from rest_framework.permissions import BasePermission
+from functools import cache
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection
+from django.db.models import BooleanField, QuerySet
+from django.db.models.expressions import RawSQL
+from guardian.shortcuts import assign_perm, get_objects_for_user, remove_perm
 
 from llms.models import RUN_PERM, Llm, LlmGroupObjectPermission, LlmUserObjectPermission
+from mcpd.errors import NotFound, PermissionDenied
 
 
 def may_run_every(user) -> bool:
@@ -18,6 +25,7 @@ def may_run_every(user) -> bool:
     return bool(user.is_active and (user.is_superuser or user.has_perm(RUN_PERM)))
 
 
+@cache
 def _run_granted_sql(llm_id: str) -> tuple[str, int]:
     """SQL true when the user (every %s) holds run on the Llm with id `llm_id` by any grant but
     superuser: per object (user or group) or model-level (user or group).
@@ -26,11 +34,6 @@ def _run_granted_sql(llm_id: str) -> tuple[str, int]:
     guardian's checks take four queries (and ~1 ms of ORM) for the same answer. It reads the same
     tables, so it agrees with runnable_llms; the permission-matrix tests hold both to that.
     """
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group, Permission
-    from django.contrib.contenttypes.models import ContentType
-    from django.db import connection
-
     q = connection.ops.quote_name
     user_model = get_user_model()
     user_object = q(LlmUserObjectPermission._meta.db_table)
@@ -55,10 +58,6 @@ def _run_granted_sql(llm_id: str) -> tuple[str, int]:
 
 def _annotate_may_run(queryset: QuerySet[Llm], user) -> QuerySet[Llm]:
     """The Llms with `may_run` (by grant) worked out for the user in the same query."""
-    from django.db import connection
-    from django.db.models import BooleanField
-    from django.db.models.expressions import RawSQL
-
     q = connection.ops.quote_name
     sql, users = _run_granted_sql(f"{q(Llm._meta.db_table)}.{q('id')}")
     return queryset.annotate(may_run=RawSQL(sql, [user.pk] * users, output_field=BooleanField()))
@@ -93,23 +92,12 @@ def visible_llms(user) -> QuerySet[Llm]:
     )
 
 
-class CanRunLlm(BasePermission):
-    """DRF object permission: the caller may run the Llm."""
-
-    def has_object_permission(self, request, view, obj: Llm) -> bool:
-        return can_run(request.user, obj)
-
-
-def _run_permission():
-    from django.contrib.auth.models import Permission
-
+def _run_permission() -> Permission:
     return Permission.objects.get(content_type__app_label="llms", codename="run_llm")
 
 
 def grant_run(holder, llm: Llm | None) -> None:
     """Grant run on one Llm, or on every Llm (llm=None: the model-level permission) to a user or group."""
-    from django.contrib.auth.models import Group
-    from guardian.shortcuts import assign_perm
 
     if llm is not None:
         assign_perm("run_llm", holder, llm)
@@ -121,8 +109,6 @@ def grant_run(holder, llm: Llm | None) -> None:
 
 def revoke_run(holder, llm: Llm | None) -> None:
     """Withdraw what grant_run gave (a per-object grant, or the model-level one)."""
-    from django.contrib.auth.models import Group
-    from guardian.shortcuts import remove_perm
 
     if llm is not None:
         remove_perm("run_llm", holder, llm)
@@ -138,7 +124,6 @@ def llm_to_run(user, name: str) -> Llm:
 
     One query on the hot path: the Llm, its secret and the caller's grant together.
     """
-    from mcpd.errors import NotFound, PermissionDenied
 
     allowed_user = user.is_active and user.is_authenticated
     queryset = Llm.objects.select_related("api_key_secret")

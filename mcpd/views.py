@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
+from django.views import defaults
 from django.views.decorators.http import require_GET
 
 from mcpd.errors import InternalError, NotFound
@@ -30,15 +31,11 @@ def not_found(request: HttpRequest, exception=None):
     """404 in the contract's error shape for API paths, Django's page elsewhere."""
     if _is_api(request):
         return NotFound(f"No route for {request.method} {request.path}.").to_response()
-    from django.views.defaults import page_not_found
-
-    return page_not_found(request, exception)
+    return defaults.page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest):
     """500 in the contract's error shape for API paths, Django's page elsewhere."""
     if _is_api(request):
         return InternalError("Internal server error.").to_response()
-    from django.views.defaults import server_error as default_server_error
-
-    return default_server_error(request)
+    return defaults.server_error(request)

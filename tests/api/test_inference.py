@@ -425,3 +425,18 @@ def test_a_crash_report_never_shows_the_key(upstream_llm, monkeypatch, rf):
             raise
     assert "crashed while holding the key" in report and "api_key" in report
     assert FAKE_KEY not in report
+
+
+def test_an_unexpected_failure_is_a_500_in_the_contract_shape_and_audited(alice, client_for, upstream_llm,
+                                                                          monkeypatch, audit_rows):
+    from llms import proxy
+
+    def broken(llm, body, record):
+        raise RuntimeError(f"bug holding {FAKE_KEY}")
+
+    monkeypatch.setattr(proxy, "chat_completion", broken)
+    response = infer(client_for(alice))
+    assert response.status_code == 500
+    assert error_of(response) == {"message": "Internal server error.", "type": "api_error", "code": None}
+    [row] = audit_rows()
+    assert (row.status, row.outcome) == (500, "error") and FAKE_KEY not in row.error
