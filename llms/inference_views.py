@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpResponseBase
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -20,6 +22,7 @@ from llms.validation import read_body
 from mcpd.errors import ApiError, InternalError, InvalidRequest, to_api_error
 from mcpd.middleware import client_ip
 from mcpd.models import ApiToken
+from mcpd.schema import CHAT_RESPONSES, error_responses
 
 
 class JsonOnly(BaseContentNegotiation):
@@ -82,6 +85,8 @@ class InferenceView(APIView):
 class Infer(InferenceView):
     """POST /api/v1/llms/{name}/infer — an OpenAI chat.completions body; `model` is ignored."""
 
+    @extend_schema(operation_id="llm_infer", request=OpenApiTypes.OBJECT, responses=CHAT_RESPONSES,
+                   summary="Run an OpenAI chat.completions request on the Llm named in the path.")
     def post(self, request: Request, name: str) -> HttpResponseBase:
         return self.infer(request, name, read_body(request))
 
@@ -89,6 +94,8 @@ class Infer(InferenceView):
 class ChatCompletions(InferenceView):
     """POST /v1/chat/completions — OpenAI-SDK compatible: `model` names the Llm."""
 
+    @extend_schema(operation_id="chat_completions", request=OpenApiTypes.OBJECT, responses=CHAT_RESPONSES,
+                   summary="OpenAI-compatible chat.completions: `model` is the name of an Llm.")
     def post(self, request: Request) -> HttpResponseBase:
         body = read_body(request)
         self._stream_requested = body.get("stream") is True
@@ -110,6 +117,8 @@ class Models(APIView):
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JsonOnly
 
+    @extend_schema(operation_id="models_list", responses={200: OpenApiTypes.OBJECT, **error_responses(401)},
+                   summary="The Llms the caller may run, as an OpenAI model list.")
     def get(self, request: Request) -> Response:
         llms = runnable_llms(request.user).filter(enabled=True).order_by("name")
         return Response({"object": "list", "data": [model_entry(llm) for llm in llms]})
@@ -121,5 +130,8 @@ class ModelDetail(APIView):
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JsonOnly
 
+    @extend_schema(operation_id="models_retrieve", responses={200: OpenApiTypes.OBJECT,
+                                                              **error_responses(401, 403, 404)},
+                   summary="One Llm the caller may run, as an OpenAI model object.")
     def get(self, request: Request, name: str) -> Response:
         return Response(model_entry(llm_to_run(request.user, name)))

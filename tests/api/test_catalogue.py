@@ -75,3 +75,13 @@ def test_the_openapi_schema_is_served(alice, client_for):
     response = client_for(alice).get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     assert "/api/v1/llms/" in response.content.decode()
+
+
+def test_the_openapi_schema_is_valid_and_complete(tmp_path):
+    from django.core.management import call_command
+
+    target = tmp_path / "schema.yml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
+    schema = target.read_text()
+    for path in ("/api/v1/llms/{name}/infer:", "/v1/chat/completions:", "/v1/models:", "bearerAuth"):
+        assert path in schema
