@@ -85,6 +85,25 @@ def test_the_tool_results_go_back_as_one_user_turn(sdk, fake_upstream):
         ("tool_result", "toolu_1"), ("tool_result", "toolu_2")]
 
 
+def test_a_text_stream_is_relayed_with_the_usage_the_client_asked_for(sdk, fake_upstream):
+    fake_upstream.reply(sse_reply(sse_file_frames("anthropic_text.sse"), interval=0.01))
+    chunks = list(sdk.chat.completions.create(model="claude", messages=ASK, stream=True,
+                                              stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello! How can I help you today?"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert chunks[-1].choices == [] and (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (21, 12)
+    assert len({(c.id, c.created, c.model) for c in chunks}) == 1
+    [row] = rows()
+    assert (row.prompt_tokens, row.completion_tokens, row.ttft_ms is not None) == (21, 12, True)
+
+
+def test_a_stream_cut_by_max_tokens_finishes_with_length(sdk, fake_upstream):
+    fake_upstream.reply(sse_reply(sse_file_frames("anthropic_max_tokens.sse")))
+    chunks = list(sdk.chat.completions.create(model="claude", messages=ASK, stream=True, max_tokens=16))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["length"]
+    assert fake_upstream.requests[0].json()["max_tokens"] == 16
+
+
 def test_thinking_streams_as_reasoning_content(sdk, fake_upstream):
     fake_upstream.reply(sse_reply(sse_file_frames("anthropic_thinking.sse"), interval=0.01))
     chunks = list(sdk.chat.completions.create(model="claude", messages=ASK, stream=True))
