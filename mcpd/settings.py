@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import environ
@@ -16,7 +17,7 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")  # optional; the real environment wins
 
 
-def _generated(path: Path, make: callable) -> str:  # type: ignore[valid-type]
+def _generated(path: Path, make: Callable[[], str]) -> str:
     """A dev value generated once into the data dir with 0600 permissions, then reused."""
     if path.exists():
         return path.read_text().strip()
@@ -150,7 +151,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "mcpd.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "mcpd API",
@@ -161,7 +161,6 @@ SPECTACULAR_SETTINGS = {
 
 # Security: safe defaults that hold behind a TLS-terminating proxy; HSTS is opt-in.
 SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_HTTPONLY = False  # the admin's JavaScript does not need it, DRF's browsable pages might
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
