@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
 from mcpd.models import ApiToken
@@ -15,6 +17,20 @@ class ApiTokenAdmin(admin.ModelAdmin):
     search_fields = ["name", "prefix", "user__username"]
     autocomplete_fields = ["user"]
     actions = ["revoke"]
+
+    # A token acts as its user: only a superuser may issue or see tokens of other users; anyone else
+    # with the token permissions manages their own (otherwise add_apitoken would reach superuser).
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request).select_related("user")
+        return queryset if request.user.is_superuser else queryset.filter(user=request.user)
+
+    def get_autocomplete_fields(self, request):
+        return self.autocomplete_fields if request.user.is_superuser else []
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user" and not request.user.is_superuser:
+            kwargs["queryset"] = get_user_model().objects.filter(pk=request.user.pk)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -32,6 +48,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
+        if not request.user.is_superuser and obj.user_id != request.user.pk:
+            raise PermissionDenied("Only a superuser may issue tokens for other users.")
         token, plaintext = ApiToken.objects.issue(obj.user, name=obj.name, expires_at=obj.expires_at)
         obj.pk, obj.prefix, obj.sha256 = token.pk, token.prefix, token.sha256
         request._issued_plaintext = plaintext  # rendered once by response_add, stored nowhere

@@ -180,6 +180,33 @@ def test_a_token_created_in_the_admin_is_shown_once_and_stored_as_a_digest(admin
     assert api.get("/api/v1/llms/", HTTP_AUTHORIZATION=f"Bearer {plaintext}").status_code == 200
 
 
+@pytest.fixture
+def token_clerk(db, client):
+    """Staff who may manage API tokens, and nothing else."""
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user("erin", password="pw-erin-1234", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="mcpd"))
+    client.force_login(user)
+    return user
+
+
+def test_token_permissions_do_not_reach_other_users_tokens(client, token_clerk, admin_user):
+    """add_apitoken must not become a way to act as a superuser."""
+    ApiToken.objects.issue(admin_user, name="root-laptop")
+    refused = client.post("/admin/mcpd/apitoken/add/", {"user": admin_user.pk, "name": "stolen",
+                                                        "expires_at_0": "", "expires_at_1": ""})
+    assert refused.status_code == 200 and "Select a valid choice" in page(refused)
+    assert not ApiToken.objects.filter(name="stolen").exists()
+    assert "root-laptop" not in page(client.get("/admin/mcpd/apitoken/"))
+
+    own = client.post("/admin/mcpd/apitoken/add/", {"user": token_clerk.pk, "name": "mine",
+                                                    "expires_at_0": "", "expires_at_1": ""})
+    assert len(set(TOKEN_RE.findall(page(own)))) == 1
+    assert ApiToken.objects.get(name="mine").user == token_clerk
+    assert "mine" in page(client.get("/admin/mcpd/apitoken/"))
+
+
 def test_a_token_can_be_revoked_from_the_admin(admin_client, alice):
     token, _ = ApiToken.objects.issue(alice)
     response = admin_client.post("/admin/mcpd/apitoken/", {
