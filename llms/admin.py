@@ -16,6 +16,20 @@ class LlmAdmin(GuardedModelAdmin):
     fields = ["name", "provider", "model", "base_url", "api_key_secret", "default_max_tokens", "enabled",
               "description", "created_at", "updated_at"]
 
+    # Where a key goes is as sensitive as the key: an editor who could point a key-bearing Llm at a
+    # server of theirs, or attach another secret, would receive that key with the next call. Only
+    # superusers choose an Llm's secret, or move an Llm that has one.
+    KEY_ROUTING_FIELDS = ["api_key_secret", "base_url", "provider"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(self.readonly_fields)
+        if not request.user.is_superuser:
+            readonly += self.KEY_ROUTING_FIELDS if obj is not None and obj.has_api_key else ["api_key_secret"]
+        return readonly
+
+    def get_autocomplete_fields(self, request):
+        return self.autocomplete_fields if request.user.is_superuser else []
+
     @admin.display(boolean=True, description="API key")
     def has_api_key(self, obj: Llm) -> bool:
         return obj.has_api_key

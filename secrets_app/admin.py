@@ -16,6 +16,16 @@ class SecretAdmin(admin.ModelAdmin):
     actions = ["check_resolves"]
     readonly_fields = ["has_value", "created_at", "updated_at"]
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        superuser = request.user.is_superuser
+
+        class BoundSecretForm(form):
+            def __init__(self, *args, **inner):
+                super().__init__(*args, may_reference_server=superuser, **inner)
+
+        return BoundSecretForm
+
     @admin.display(boolean=True, description="Value set")
     def has_value(self, obj: Secret) -> bool:
         return obj.has_value if obj.backend == "db" else True

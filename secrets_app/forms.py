@@ -19,9 +19,17 @@ class SecretForm(forms.ModelForm):
         model = Secret
         fields = ["name", "backend", "ref", "description"]
 
+    def __init__(self, *args, may_reference_server: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        # env, file and vault refs make mcpd read the server's environment, files or vault and send
+        # what it finds upstream: only a superuser may point a secret there.
+        self.may_reference_server = may_reference_server
+
     def clean(self):
         data = super().clean()
         value, backend = data.get("value", ""), data.get("backend")
+        if not self.may_reference_server and (backend != Backend.DB or self.instance.backend != Backend.DB):
+            self.add_error("backend", "Only a superuser may use or change env, file and vault secrets.")
         if backend == Backend.DB:
             if value.strip() == "" and value:
                 self.add_error("value", "The value is only white space.")

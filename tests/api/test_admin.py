@@ -312,3 +312,59 @@ def test_admin_changes_are_audited_with_the_admins_username(admin_client, admin_
 def test_record_change_outside_a_request_is_attributed_to_the_system(llm):
     record_change("llm.updated", llm)
     assert AuditEvent.objects.latest("id").actor == "system"
+
+
+# --- where a key goes: only superusers route keys
+
+
+@pytest.fixture
+def editor(client, bob):
+    """bob (change/view/add on Llms) who may also manage secrets."""
+    from django.contrib.auth.models import Permission
+
+    bob.user_permissions.add(*Permission.objects.filter(content_type__app_label="secrets_app"))
+    client.force_login(bob)
+    return client
+
+
+def llm_form(llm, **changes) -> dict:
+    data = {"name": llm.name, "provider": llm.provider, "model": llm.model, "base_url": llm.base_url,
+            "api_key_secret": llm.api_key_secret_id or "", "default_max_tokens": llm.default_max_tokens,
+            "enabled": "on", "description": llm.description}
+    return {**data, **changes}
+
+
+def test_an_editor_cannot_move_a_key_bearing_llm_to_another_server(editor, llm, secret):
+    response = editor.post(f"/admin/llms/llm/{llm.pk}/change/",
+                           llm_form(llm, base_url="http://attacker.example/v1", model="gpt-4.1"))
+    assert response.status_code == 302
+    llm.refresh_from_db()
+    assert (llm.base_url, llm.model) == ("", "gpt-4.1")  # the harmless change is kept
+    assert llm.api_key_secret == secret
+
+
+def test_an_editor_cannot_attach_a_secret_to_an_llm(editor, secret):
+    editor.post("/admin/llms/llm/add/", llm_form(Llm(name="mine", provider="openai", model="m",
+                                                     base_url="http://attacker.example/v1"),
+                                                 api_key_secret=secret.pk))
+    assert Llm.objects.get(name="mine").api_key_secret is None
+
+
+def test_a_superuser_routes_keys(admin_client, llm):
+    admin_client.post(f"/admin/llms/llm/{llm.pk}/change/", llm_form(llm, base_url="http://gpu.internal:8000/v1"))
+    llm.refresh_from_db()
+    assert llm.base_url == "http://gpu.internal:8000/v1"
+
+
+@pytest.mark.parametrize("backend, ref", [("env", "HOME"), ("file", "/etc/hostname")])
+def test_an_editor_cannot_make_mcpd_read_the_servers_environment_or_files(editor, backend, ref):
+    response = editor.post("/admin/secrets_app/secret/add/", {"name": "probe", "backend": backend, "ref": ref,
+                                                              "value": "", "description": ""})
+    assert "Only a superuser may use" in page(response)
+    assert not Secret.objects.filter(name="probe").exists()
+
+
+def test_an_editor_may_add_a_db_secret(editor):
+    editor.post("/admin/secrets_app/secret/add/", {"name": "team-key", "backend": "db", "ref": "",
+                                                   "value": "sk-team-value", "description": ""})
+    assert Secret.objects.get(name="team-key").has_value
