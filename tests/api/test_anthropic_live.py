@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import openai
 import pytest
@@ -29,8 +30,11 @@ def claude(make_llm, fake_upstream):
 
 
 @pytest.fixture
-def sdk(live_server, admin_user, token_for, claude) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=token_for(admin_user), max_retries=0, timeout=20)
+def sdk(live_server, admin_user, token_for, claude) -> Iterator[openai.OpenAI]:
+    # Closed after the test: a kept-alive connection would keep its server thread's database session.
+    with openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=token_for(admin_user), max_retries=0,
+                       timeout=20) as client:
+        yield client
 
 
 def rows():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import openai
 import pytest
@@ -16,8 +17,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def sdk(live_server, alice, token_for, upstream_llm) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=token_for(alice), max_retries=0, timeout=20)
+def sdk(live_server, alice, token_for, upstream_llm) -> Iterator[openai.OpenAI]:
+    # Closed after the test: a kept-alive connection would keep its server thread's database session.
+    with openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=token_for(alice), max_retries=0,
+                       timeout=20) as client:
+        yield client
 
 
 def test_the_openai_sdk_completes(sdk, fake_upstream):
