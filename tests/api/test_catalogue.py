@@ -85,3 +85,14 @@ def test_the_openapi_schema_is_valid_and_complete(tmp_path):
     schema = target.read_text()
     for path in ("/api/v1/llms/{name}/infer:", "/v1/chat/completions:", "/v1/models:", "bearerAuth"):
         assert path in schema
+
+
+def test_healthz_answers_503_when_the_database_does_not(client, monkeypatch):
+    from django.db import OperationalError, connection
+
+    def down():
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(connection, "cursor", down)
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.json()["status"] == "unavailable"

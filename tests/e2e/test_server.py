@@ -118,6 +118,24 @@ def test_a_stream_arrives_while_the_provider_is_still_generating(gateway, fresh_
     assert fresh_fake.requests[-1].headers["Authorization"] == f"Bearer {KEY}"
 
 
+def test_a_client_leaving_mid_stream_stops_the_provider_call_and_is_audited(server, gateway, fresh_fake):
+    fresh_fake.reply(sse_reply(openai_stream_frames([f"w{i} " for i in range(40)]), interval=0.1))
+    response = requests.post(f"{gateway.url}/v1/chat/completions", stream=True, timeout=10, headers=gateway.auth,
+                             json={"model": "fake", "stream": True, "messages": [{"role": "user", "content": "Hi"}]},
+                             )
+    assert next(line for line in response.iter_lines() if line).startswith(b"data: {")
+    response.close()  # the client goes away after the first chunk
+    assert fresh_fake.stream_aborted.wait(5), "gunicorn and mcpd kept reading after the client left"
+    assert not fresh_fake.stream_completed.is_set()
+    script = ("from audit.models import AuditEvent; "
+              "print(*AuditEvent.objects.filter(kind='llm_inference_call', streaming=True, llm_name='fake')"
+              ".values_list('outcome', flat=True))")
+    deadline = time.monotonic() + 5
+    while "client_disconnected" not in (outcomes := server.manage("shell", "-c", script)):
+        assert time.monotonic() < deadline, outcomes
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def sdk(gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.token, max_retries=0, timeout=20)
