@@ -1,8 +1,8 @@
 """gunicorn settings for `make run` and production: every value from the environment."""
 
+import glob
 import multiprocessing
 import os
-import shutil
 import tempfile
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
@@ -20,21 +20,27 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # Prometheus: each worker writes its samples to this directory; /metrics sums them (mcpd/metrics.py).
-# It is emptied when the server starts, so counters restart with it as Prometheus expects.
+# Its sample files are removed when the server starts and stops, so counters restart with it.
 _metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(),
                                                                                f"mcpd-metrics-{os.getpid()}"))
+# Imported only now: prometheus_client picks its multiprocess mode from the variable at import time,
+# and importing inside child_exit (a signal handler) can re-enter an import in progress.
+from prometheus_client import multiprocess  # noqa: E402
+
+
+def _clear_metrics() -> None:
+    for sample_file in glob.glob(os.path.join(_metrics_dir, "*.db")):
+        os.remove(sample_file)
 
 
 def on_starting(server):
-    shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
+    _clear_metrics()
 
 
 def child_exit(server, worker):
-    from prometheus_client import multiprocess
-
     multiprocess.mark_process_dead(worker.pid)
 
 
 def on_exit(server):
-    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    _clear_metrics()
