@@ -1,5 +1,5 @@
 # mcpd: `make run` serves, `make test` tests. Both create .venv and install what they need.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
@@ -10,7 +10,8 @@ export HOST PORT
 
 $(BIN)/python:
 	@echo "==> creating $(VENV) with $(PYTHON)"
-	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: mcpd needs Python 3.11" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || \
+		{ echo "mcpd needs Python 3.11 (found: '$(PYTHON)'); set PYTHON=/path/to/python3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
