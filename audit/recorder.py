@@ -68,7 +68,7 @@ class CallRecord:
         self.fields.update(
             outcome=Outcome.ERROR,
             status=status if status is not None else getattr(error, "status", 500),
-            error=str(getattr(error, "message", error))[:2000],
+            error=str(getattr(error, "detail", None) or getattr(error, "message", error))[:2000],
         )
 
     def fail_mid_stream(self, error: Any) -> None:

@@ -59,9 +59,9 @@ def _target(llm: Llm) -> Target:
             api_key = resolve(llm.api_key_secret)
         except SecretUnavailable as exc:
             log.warning("inference on %s: %s", llm.name, exc)
-            raise UpstreamError(
-                f"The API key of Llm '{llm.name}' is unavailable on the server: {exc}", code="secret_unavailable"
-            ) from None
+            # Which variable, file or vault path failed is the operator's business, not the caller's.
+            raise UpstreamError(f"The API key of Llm '{llm.name}' is unavailable on the server.",
+                                code="secret_unavailable", detail=str(exc)) from None
     return Target(base_url=llm.effective_base_url, model=llm.model, api_key=api_key,
                   default_max_tokens=llm.default_max_tokens)
 

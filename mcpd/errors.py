@@ -20,12 +20,14 @@ class ApiError(Exception):
     type: ClassVar[str] = "api_error"
     code: str | None = None
 
-    def __init__(self, message: str, *, code: str | None = None, retry_after: str | None = None):
+    def __init__(self, message: str, *, code: str | None = None, retry_after: str | None = None,
+                 detail: str | None = None):
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.retry_after = retry_after
+        self.detail = detail  # for the audit row and logs only: server details the client need not see
 
     def to_body(self) -> dict[str, Any]:
         """The contract's error body."""

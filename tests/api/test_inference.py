@@ -68,6 +68,7 @@ def test_an_unresolvable_secret_is_502_secret_unavailable(alice, client_for, ups
     response = infer(client_for(alice))
     assert response.status_code == 502
     assert error_of(response)["code"] == "secret_unavailable"
+    assert "MCPD_TEST_UNSET_VARIABLE" not in error_of(response)["message"]  # server detail stays inside
     assert fake_upstream.requests == []
     [row] = audit_rows()
     assert (row.status, row.outcome) == (502, "error") and "MCPD_TEST_UNSET_VARIABLE" in row.error
