@@ -41,6 +41,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("view_metrics", "Can read /metrics (for a Prometheus scraper's token)")]
 
     def __str__(self) -> str:
         if self.kind == INFERENCE:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import cache
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import connection, models, transaction
 
 from audit.context import current_actor
 from audit.models import INFERENCE, AuditEvent, Outcome
-from mcpd.metrics import observe_call
+from mcpd.metrics import AUDIT_WRITE_FAILURES, observe_call
 
 log = logging.getLogger(__name__)
 
@@ -18,14 +19,39 @@ log = logging.getLogger(__name__)
 def record_change(kind: str, obj: Any, detail: dict[str, Any] | None = None) -> None:
     """One audit row for a change (kind such as 'llm.created'); never holds a secret value."""
     user, label = current_actor()
-    AuditEvent.objects.create(
-        kind=kind,
-        user=user if getattr(user, "pk", None) else None,
-        actor=label,
-        object_type=type(obj).__name__.lower(),
-        object_repr=str(obj)[:200],
-        detail=detail or {},
-    )
+    detail = {key: column_safe(value) if isinstance(value, str) else value for key, value in (detail or {}).items()}
+    AuditEvent.objects.create(**fit_columns({
+        "kind": kind,
+        "user": user if getattr(user, "pk", None) else None,
+        "actor": label,
+        "object_type": type(obj).__name__.lower(),
+        "object_repr": str(obj),
+        "detail": detail,
+    }))
+
+
+@cache
+def _column_lengths() -> dict[str, int]:
+    return {field.name: field.max_length for field in AuditEvent._meta.concrete_fields
+            if isinstance(field, models.CharField) and field.max_length}
+
+
+def column_safe(text: str, limit: int | None = None) -> str:
+    """Text any database stores: no NUL (PostgreSQL refuses it), no lone surrogate (UTF-8 cannot
+    encode it), at most `limit` characters."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text if limit is None else text[:limit]
+
+
+def fit_columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields with every string made storable and clipped to its column: a client chooses some of
+    them (the Llm name it asks for), and an insert that fails would lose the row."""
+    lengths = _column_lengths()
+    return {name: column_safe(value, lengths.get(name)) if isinstance(value, str) else value
+            for name, value in fields.items()}
 
 
 class CallRecord:
@@ -38,6 +64,7 @@ class CallRecord:
         self.started = time.monotonic()
         self.first_token_at: float | None = None
         self.finished = False
+        self.llm_resolved = False  # only a found Llm's name may become a metrics label
         self.fields: dict[str, Any] = {
             "kind": INFERENCE,
             "user": user if getattr(user, "pk", None) else None,
@@ -50,8 +77,14 @@ class CallRecord:
             "status": 200,
         }
 
+    def requested(self, name: str) -> None:
+        """The Llm name the client asked for, before it is found (or refused)."""
+        self.fields["llm_name"] = name
+
     def set_llm(self, name: str, provider: str, model: str) -> None:
+        """The Llm that serves the call."""
         self.fields.update(llm_name=name, provider=provider, model=model)
+        self.llm_resolved = True
 
     def first_token(self) -> None:
         if self.first_token_at is None:
@@ -79,7 +112,8 @@ class CallRecord:
         )
 
     def finish(self) -> None:
-        """Write the row once; later calls do nothing. A failing write is logged, never raised to the client."""
+        """Write the row once; later calls do nothing. A write that fails anyway is logged and counted,
+        never raised: the client's answer (or stream) is already on its way."""
         if self.finished:
             return
         self.finished = True
@@ -88,8 +122,20 @@ class CallRecord:
         self.fields["duration_ms"] = int(duration * 1000)
         if ttft is not None:
             self.fields["ttft_ms"] = int(ttft * 1000)
-        observe_call(self.fields, duration, ttft)
         try:
-            AuditEvent.objects.create(**self.fields)
-        except DatabaseError:
-            log.exception("could not write the audit row for request %s", self.fields.get("request_id"))
+            observe_call(self.fields, duration, ttft, resolved=self.llm_resolved)
+            _insert(fit_columns(self.fields))
+        except Exception:
+            AUDIT_WRITE_FAILURES.inc()
+            log.exception("AUDIT ROW LOST for inference request %s (llm %r, status %s)",
+                          self.fields.get("request_id"), str(self.fields.get("llm_name"))[:100],
+                          self.fields.get("status"))
+
+
+def _insert(fields: dict[str, Any]) -> None:
+    """One INSERT; inside a transaction, in a savepoint, so that a failure does not break the caller's."""
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            AuditEvent.objects.create(**fields)
+    else:
+        AuditEvent.objects.create(**fields)

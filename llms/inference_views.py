@@ -56,7 +56,7 @@ class InferenceView(APIView):
     def infer(self, request: Request, name: str, body: dict[str, Any]) -> HttpResponseBase:
         self._stream_requested = body.get("stream") is True
         self.record = self._new_record(request)
-        self.record.set_llm(name, "", "")
+        self.record.requested(name)
         llm = llm_to_run(request.user, name)
         result = proxy.chat_completion(llm, body, self.record)
         if isinstance(result, ProxyStream):
@@ -72,7 +72,7 @@ class InferenceView(APIView):
             except ApiError:  # authentication itself failed: audit without a user
                 record = CallRecord(user=None, token_sha="", request_id=self.request._request.request_id,
                                     client_ip=client_ip(self.request), streaming=self._stream_requested)
-            record.set_llm(self.kwargs.get("name", ""), "", "")
+            record.requested(self.kwargs.get("name", ""))
         response = super().handle_exception(exc)
         if not record.finished:
             # An unexpected exception's text could hold anything: the audit row names its type only.

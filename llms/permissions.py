@@ -6,6 +6,7 @@ Run comes from `llms.run_llm`, per object (guardian, user or group) or model-lev
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 from django.contrib.auth import get_user_model
@@ -18,6 +19,8 @@ from guardian.shortcuts import assign_perm, get_objects_for_user, remove_perm
 
 from llms.models import RUN_PERM, Llm, LlmGroupObjectPermission, LlmUserObjectPermission
 from mcpd.errors import NotFound, PermissionDenied
+
+LLM_NAME = re.compile(r"[-a-zA-Z0-9_]{1,100}")  # what the name field (a SlugField) can hold
 
 
 def may_run_every(user) -> bool:
@@ -130,7 +133,9 @@ def llm_to_run(user, name: str) -> Llm:
     if allowed_user and not user.is_superuser:
         queryset = _annotate_may_run(queryset, user)
     try:
-        llm = queryset.get(name=name)
+        # A name that no Llm can have (names are slugs) is not looked up: a NUL byte in it would
+        # make PostgreSQL refuse the query.
+        llm = queryset.get(name=name) if LLM_NAME.fullmatch(name) else None
     except Llm.DoesNotExist:
         llm = None
     if llm is not None and allowed_user and (user.is_superuser or llm.may_run):

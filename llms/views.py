@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 
-from llms.permissions import visible_llms
+from llms.permissions import LLM_NAME, visible_llms
 from llms.serializers import LlmSerializer
 from mcpd.errors import NotFound
 
@@ -25,7 +25,8 @@ class LlmDetail(RetrieveAPIView):
     lookup_field = "name"
 
     def get_object(self):
-        llm = visible_llms(self.request.user).filter(name=self.kwargs["name"]).first()
+        name = self.kwargs["name"]
+        llm = visible_llms(self.request.user).filter(name=name).first() if LLM_NAME.fullmatch(name) else None
         if llm is None:
             raise NotFound(f"No Llm named '{self.kwargs['name']}' is visible to you.")
         return llm

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 
@@ -39,11 +40,28 @@ class RequestIdMiddleware:
 
 
 def client_ip(request) -> str | None:
-    """The caller's address: the first X-Forwarded-For hop behind a trusted proxy, else REMOTE_ADDR."""
+    """The caller's address, or None when it is not one.
+
+    Behind MCPD_TRUSTED_PROXIES proxies (MCPD_BEHIND_PROXY=true), each proxy appends the address it
+    received the request from to X-Forwarded-For (nginx: $proxy_add_x_forwarded_for), so the hops a
+    client wrote come first and only the right-most ones are trustworthy: the caller is the hop the
+    outermost trusted proxy added. Without the header the request did not come through a proxy.
+    """
     from django.conf import settings
 
-    if settings.TRUST_X_FORWARDED_FOR:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+    hops = settings.TRUSTED_PROXY_HOPS
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "") if hops else ""
+    if forwarded:
+        chain = forwarded.split(",")
+        return valid_ip(chain[max(0, len(chain) - hops)])
+    return valid_ip(request.META.get("REMOTE_ADDR", ""))
+
+
+def valid_ip(text: str) -> str | None:
+    """The address in its canonical form, or None for anything that is not an IPv4/IPv6 address."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    # An IPv6 zone (fe80::1%eth0) names an interface of the proxy's host, and inet columns refuse it.
+    return str(address).partition("%")[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable
@@ -167,9 +168,21 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_SSL_REDIRECT = env.bool("MCPD_SECURE_SSL_REDIRECT", default=False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("MCPD_SECURE_COOKIES", default=False)
 SECURE_HSTS_SECONDS = env.int("MCPD_HSTS_SECONDS", default=0)
-if env.bool("MCPD_BEHIND_PROXY", default=False):
+BEHIND_PROXY = env.bool("MCPD_BEHIND_PROXY", default=False)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-TRUST_X_FORWARDED_FOR = env.bool("MCPD_BEHIND_PROXY", default=False)
+# How many proxies in front append to X-Forwarded-For: the client's address is the hop the outermost
+# of them added (mcpd.middleware.client_ip). 0 when not behind a proxy: the header is ignored.
+TRUSTED_PROXY_HOPS = env.int("MCPD_TRUSTED_PROXIES", default=1) if BEHIND_PROXY else 0
+if TRUSTED_PROXY_HOPS < 0:
+    raise ImproperlyConfigured("MCPD_TRUSTED_PROXIES must be 0 or more")
+
+# /metrics answers loopback, these networks, and bearer tokens of users with audit.view_metrics.
+METRICS_ALLOW = env.list("MCPD_METRICS_ALLOW", default=[])
+try:
+    [ipaddress.ip_network(network, strict=False) for network in METRICS_ALLOW]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"MCPD_METRICS_ALLOW: {exc}") from None
 
 LOGGING = {
     "version": 1,

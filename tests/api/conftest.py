@@ -18,3 +18,10 @@ def audit_rows():
     from audit.models import INFERENCE, AuditEvent
 
     return lambda: list(AuditEvent.objects.filter(kind=INFERENCE).order_by("id"))
+
+
+@pytest.fixture
+def behind_proxy(settings):
+    """mcpd behind one proxy that appends to X-Forwarded-For (MCPD_BEHIND_PROXY=true)."""
+    settings.TRUSTED_PROXY_HOPS = 1
+    return settings
