@@ -8,6 +8,7 @@ from django.http import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +26,16 @@ from mcpd.models import ApiToken
 from mcpd.schema import CHAT_RESPONSES, error_responses
 
 
+class BodyLeftToTheView(BaseParser):
+    """Parses nothing: the view reads the body itself (read_body: size limit, strict JSON). DRF still
+    asks for a parser when CSRF checking a session's POST reads request.POST."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return {}
+
+
 class JsonOnly(BaseContentNegotiation):
     """Inference answers JSON or an event stream it frames itself, whatever the client's Accept says."""
 
@@ -32,7 +43,7 @@ class JsonOnly(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
     def select_parser(self, request, parsers):
-        return None
+        return BodyLeftToTheView()
 
 
 class InferenceView(APIView):
