@@ -6,8 +6,6 @@ Usable alike from the views, `manage.py llm test` and `manage.py shell`.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable
 from typing import Any
 
 from django.views.decorators.debug import sensitive_variables
@@ -17,13 +15,13 @@ from llms import transport
 from llms.adapters import get_adapter
 from llms.adapters.base import Adapter, Target
 from llms.models import Llm
+from llms.scrub import Scrubber, scrub_error
 from llms.streaming import ProxyStream
 from llms.validation import validate_chat_request
 from mcpd.errors import ApiError, UpstreamError
 from secrets_app.backends import SecretUnavailable, resolve
 
 log = logging.getLogger(__name__)
-REDACTED = "[redacted]"
 
 
 @sensitive_variables("target", "scrub", "upstream")
@@ -33,19 +31,19 @@ def chat_completion(llm: Llm, body: dict[str, Any], record: CallRecord) -> dict[
     Every path ends the record: here for answers and errors, in ProxyStream.close() for streams.
     """
     record.set_llm(llm.name, llm.provider, llm.model)
-    scrub: Callable[[str], str] = lambda text: text  # noqa: E731
+    scrub = Scrubber(None)
     try:
         validate_chat_request(body)
         adapter = get_adapter(llm.provider)
         target = _target(llm)
-        scrub = scrubber(target.api_key)
+        scrub = Scrubber(target.api_key)
         upstream = transport.post(adapter.build_request(target, body), stream=body.get("stream") is True,
                                   provider=llm.provider)
         if body.get("stream") is True:
             return _open_stream(adapter, upstream, body, record, scrub)
-        return _answer(adapter, upstream, record)
+        return _answer(adapter, upstream, record, scrub)
     except ApiError as exc:
-        exc.message = scrub(exc.message)
+        scrub_error(exc, scrub)
         record.fail(exc)
         record.finish()
         raise
@@ -66,11 +64,12 @@ def _target(llm: Llm) -> Target:
                   default_max_tokens=llm.default_max_tokens)
 
 
-def _answer(adapter: Adapter, upstream: transport.UpstreamResponse, record: CallRecord) -> dict[str, Any]:
+def _answer(adapter: Adapter, upstream: transport.UpstreamResponse, record: CallRecord,
+            scrub: Scrubber) -> dict[str, Any]:
     try:
         if upstream.status >= 300:
             raise adapter.to_error(upstream.status, upstream.error_payload(), upstream.retry_after)
-        completion, usage = adapter.parse_response(upstream.json())
+        completion, usage = adapter.parse_response(upstream.json(redact=scrub.chunk))
     finally:
         upstream.close()
     record.set_usage(usage.prompt_tokens, usage.completion_tokens)
@@ -80,7 +79,7 @@ def _answer(adapter: Adapter, upstream: transport.UpstreamResponse, record: Call
 
 
 def _open_stream(adapter: Adapter, upstream: transport.UpstreamResponse, body: dict[str, Any],
-                 record: CallRecord, scrub: Callable[[str], str]) -> ProxyStream:
+                 record: CallRecord, scrub: Scrubber) -> ProxyStream:
     """Check the provider's answer before any header goes out, so early failures stay JSON errors."""
     if upstream.status >= 300 or not upstream.is_event_stream:
         try:
@@ -91,17 +90,3 @@ def _open_stream(adapter: Adapter, upstream: transport.UpstreamResponse, body: d
             raise adapter.to_error(upstream.status, payload, upstream.retry_after)
         raise UpstreamError("The provider answered a streaming request without an event stream.")
     return ProxyStream(upstream, adapter.stream_translator(body), record, scrub)
-
-
-@sensitive_variables("api_key")
-def scrubber(api_key: str | None) -> Callable[[str], str]:
-    """A function that removes the key, and any masked echo of it (`sk-ab***wxyz`), from a text."""
-    if not api_key:
-        return lambda text: text
-    head, tail = re.escape(api_key[:6]), re.escape(api_key[-4:])
-    masked = re.compile(rf"{head}[\w*.\-]*|[\w\-]*\*{{3,}}[\w*.\-]*{tail}")
-
-    def scrub(text: str) -> str:
-        return masked.sub(REDACTED, text.replace(api_key, REDACTED))
-
-    return scrub

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -10,6 +9,8 @@ from typing import TYPE_CHECKING
 from django.http import StreamingHttpResponse
 
 from llms.adapters.base import OutChunk, StreamTranslator
+from llms.scrub import Scrubber, scrub_error
+from mcpd import wirejson
 from mcpd.errors import ApiError, InternalError, UpstreamError
 
 if TYPE_CHECKING:
@@ -22,8 +23,8 @@ log = logging.getLogger(__name__)
 
 def sse(chunk: OutChunk | dict) -> bytes:
     """One `data: …` event; a str chunk is JSON text already and is sent as it is."""
-    text = chunk if isinstance(chunk, str) else json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)
-    return b"data: " + text.encode() + b"\n\n"
+    data = chunk.encode() if isinstance(chunk, str) else wirejson.dumps(chunk)
+    return b"data: " + data + b"\n\n"
 
 
 class ProxyStream:
@@ -31,9 +32,9 @@ class ProxyStream:
     away; close() is the single exit: it drops the upstream connection and writes the audit row."""
 
     def __init__(self, upstream: UpstreamResponse, translator: StreamTranslator, record: CallRecord,
-                 scrub=lambda text: text):
+                 scrub: Scrubber | None = None):
         self._upstream, self._translator, self._record = upstream, translator, record
-        self._scrub = scrub
+        self._scrub = scrub or Scrubber(None)
         self._gen: Iterator[bytes] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
@@ -42,21 +43,22 @@ class ProxyStream:
 
     def _frames(self) -> Iterator[bytes]:
         try:
+            redact = self._scrub.chunk
             for event in self._upstream.events():
                 for chunk in self._translator.feed(event):
                     self._record.first_token()
-                    yield sse(chunk)
+                    yield redact(sse(chunk))
                 if self._translator.done:
                     break
             if not self._translator.done:
                 raise UpstreamError("The provider ended the stream before it was complete.")
             for chunk in self._translator.finish():
-                yield sse(chunk)
+                yield redact(sse(chunk))
             yield SSE_DONE
             self._record.ok()
             self._upstream.drain()
         except ApiError as exc:  # the headers are gone: one error event, and no [DONE]
-            exc.message = self._scrub(exc.message)
+            scrub_error(exc, self._scrub)
             self._record.fail_mid_stream(exc)
             yield sse(exc.to_body())
         except Exception:  # a translation bug must still end the stream properly and be audited

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC
+from email.utils import format_datetime, parsedate_to_datetime
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
@@ -11,16 +13,29 @@ import sseclient
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 
 from llms.adapters.base import SseEvent, UpstreamRequest
+from mcpd import wirejson
 from mcpd.errors import ApiError, Timeout, UpstreamError
 
 MAX_ERROR_BODY = 1024 * 1024  # a provider's error body is read up to this size
 READ_SIZE = 64 * 1024
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the end of a body after the provider's last event
 DRAIN_LIMIT = 64 * 1024  # more than this after the last event: drop the connection instead
+
+
+class NoCookies(DefaultCookiePolicy):
+    """Accept and return no cookie: the session is shared by every user and every Llm, so a cookie
+    one provider sets would ride along on other users' calls."""
+
+    def set_ok(self, cookie, request) -> bool:
+        return False
+
+    def return_ok(self, cookie, request) -> bool:
+        return False
 
 
 def _new_session() -> requests.Session:
@@ -30,7 +45,25 @@ def _new_session() -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.trust_env = False  # no proxy or netrc surprises from the server's environment
+    session.cookies = RequestsCookieJar(policy=NoCookies())
     return session
+
+
+def safe_retry_after(value: str | None) -> str | None:
+    """A provider's Retry-After when it is what the header may hold (seconds, or an HTTP date); it is
+    relayed to the client, so nothing else of the provider's text may pass."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit() and len(value) <= 10:
+        return value
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # the parser is lenient with what follows the time: keep none of it
+        when = when.replace(tzinfo=UTC)
+    return format_datetime(when.astimezone(UTC), usegmt=True)
 
 
 SESSION = _new_session()
@@ -43,16 +76,17 @@ class UpstreamResponse:
         self._response = response
         self._provider = provider
         self.status = response.status_code
-        self.retry_after = response.headers.get("Retry-After") or response.headers.get("retry-after")
+        self.retry_after = safe_retry_after(response.headers.get("Retry-After"))
 
     @property
     def is_event_stream(self) -> bool:
         return self._response.headers.get("Content-Type", "").startswith("text/event-stream")
 
-    def json(self) -> Any:
-        """The whole body as JSON; a body that is not JSON is a 502."""
+    def json(self, redact: Callable[[bytes], bytes] | None = None) -> Any:
+        """The whole body as JSON (`redact` applied to its bytes first); a body that is not JSON is a 502."""
+        raw = self._read_all(limit=None)
         try:
-            return json.loads(self._read_all(limit=None))
+            return wirejson.loads(redact(raw) if redact else raw)
         except ValueError:
             raise UpstreamError(f"The {self._provider} provider sent a reply that is not JSON.") from None
 
@@ -63,7 +97,7 @@ class UpstreamResponse:
         except ApiError:
             return None
         try:
-            return json.loads(raw)
+            return wirejson.loads(raw)
         except ValueError:
             return raw.decode("utf-8", "replace") or None
 
@@ -128,7 +162,10 @@ def post(request: UpstreamRequest, *, stream: bool, provider: str) -> UpstreamRe
     """Send the request; the response's headers have arrived when this returns (its body may not have)."""
     timeout = (settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT)
     try:
-        response = SESSION.post(request.url, headers=request.headers, json=request.json, timeout=timeout, stream=True)
+        # A redirect is never followed: requests would re-send x-api-key to whatever host Location
+        # names, and turn the call into a GET of any URL. The 3xx itself becomes a 502.
+        response = SESSION.post(request.url, headers=request.headers, data=wirejson.dumps(request.json),
+                                timeout=timeout, stream=True, allow_redirects=False)
     except requests.exceptions.ConnectTimeout:
         raise Timeout(f"The {provider} provider did not accept the connection in time.") from None
     except requests.exceptions.ReadTimeout:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 
+from mcpd import wirejson
 from mcpd.errors import InvalidRequest, TooLarge
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -23,9 +23,11 @@ def read_body(request) -> dict[str, Any]:
     except RequestDataTooBig:
         raise TooLarge(f"The request body is larger than {settings.MAX_BODY_BYTES} bytes.") from None
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("The request body is not valid JSON.") from None
+        body = wirejson.loads(raw)
+    except wirejson.JSONDecodeError as exc:
+        # Strict JSON: NaN/Infinity are not numbers a provider accepts, and depth is bounded.
+        raise InvalidRequest(f"The request body is not valid JSON (UTF-8, at most {wirejson.MAX_DEPTH} levels "
+                             f"deep, no NaN or Infinity): {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return body

@@ -63,6 +63,8 @@ class FileBackend:
             value = Path(secret.ref).read_text().rstrip("\r\n")
         except OSError as exc:
             raise SecretUnavailable(secret, f"file {secret.ref} cannot be read ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise SecretUnavailable(secret, f"file {secret.ref} is not UTF-8 text") from None
         if not value:
             raise SecretUnavailable(secret, f"file {secret.ref} is empty")
         return value
@@ -80,7 +82,9 @@ class VaultBackend:
         mount, path, field = split_vault_ref(secret.ref)
         url = f"{settings.VAULT_ADDR.rstrip('/')}/v1/{quote(mount)}/data/{quote(path)}"
         try:
-            response = requests.get(url, headers={"X-Vault-Token": settings.VAULT_TOKEN}, timeout=self.timeout)
+            # No redirects: requests would re-send X-Vault-Token to whatever host Location names.
+            response = requests.get(url, headers={"X-Vault-Token": settings.VAULT_TOKEN}, timeout=self.timeout,
+                                    allow_redirects=False)
         except requests.RequestException as exc:
             raise SecretUnavailable(secret, f"vault unreachable ({type(exc).__name__})") from None
         if response.status_code != 200:
@@ -123,5 +127,13 @@ BACKENDS: dict[str, SecretBackend] = {
 
 @sensitive_variables()
 def resolve(secret: Secret) -> str:
-    """The plaintext of a secret, resolved now through its backend; raises SecretUnavailable."""
-    return BACKENDS[secret.backend].resolve(secret)
+    """The plaintext of a secret, resolved now through its backend; raises SecretUnavailable.
+
+    The value goes into an HTTP header: control characters (a CR/LF would inject headers) and
+    non-ASCII text (headers are Latin-1 at best) are refused here, as a clear failure of the secret.
+    """
+    value = BACKENDS[secret.backend].resolve(secret)
+    if not (value.isascii() and value.isprintable()):
+        raise SecretUnavailable(secret, "the value holds control or non-ASCII characters, which cannot be sent "
+                                        "in an HTTP header")
+    return value

@@ -11,6 +11,10 @@ def error_for_status(provider: str, status: int, message: str, retry_after: str 
 
     `message` is the provider's own text (passed on for 4xx); `detail` describes a server failure.
     """
+    if 300 <= status < 400:
+        # Redirects are not followed (llms/transport.py); what the redirect says is not passed on.
+        return UpstreamError(f"The {provider} provider answered with a redirect (HTTP {status}), which mcpd "
+                             "does not follow: check the Llm's base URL.", code="upstream_bad_response")
     detail = detail or f"{provider} error (HTTP {status}){': ' + message if message else ''}"
     if status in (401, 403):
         # Never echo the provider's auth text: the problem is mcpd's key, not the client's.

@@ -5,12 +5,12 @@ https://platform.openai.com/docs/api-reference/chat/create
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from llms.adapters.base import ChatRequest, OutChunk, SseEvent, Target, UpstreamRequest, Usage
 from llms.adapters.errors import error_for_status
+from mcpd import wirejson
 from mcpd.errors import ApiError, InvalidRequest, UpstreamError
 
 DONE = "[DONE]"
@@ -92,7 +92,7 @@ class PassthroughStream:
         if data == DONE:
             self._done = True
             return []
-        if event.event == "error" or data.startswith('{"error"'):
+        if event.event == "error" or ('"error"' in data and _is_error_event(data)):
             raise self._error_event(data)
         if not _HAS_USAGE.search(data):
             return [data]
@@ -110,9 +110,19 @@ class PassthroughStream:
         return UpstreamError(f"The {self._adapter.provider} provider failed mid-stream: {provider_message(payload)}")
 
 
+def _is_error_event(data: str) -> bool:
+    """An OpenAI-style `{"error": …}` event (any spacing, any key order), or vLLM's
+    `{"object": "error", …}`: parsed only when the text holds `"error"` at all."""
+    try:
+        value = wirejson.loads(data)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and (value.get("error") is not None or value.get("object") == "error")
+
+
 def _loads(data: str, provider: str) -> dict[str, Any]:
     try:
-        value = json.loads(data)
+        value = wirejson.loads(data)
     except ValueError:
         raise UpstreamError(f"The {provider} provider sent a stream event that is not JSON.") from None
     if not isinstance(value, dict):

@@ -222,6 +222,7 @@ class FakeUpstream:
         self.requests: list[Recorded] = []
         self.vault: dict[str, dict[str, Any]] = {}  # "mount/path" -> the secret's data
         self.vault_token = "test-vault-token"
+        self.vault_redirect: str | None = None  # a base URL: KV reads answer 307 to the same path there
         # Both cleared when a stream starts, so they describe the latest stream. "Aborted" is noticed when a
         # write fails or while pausing (interval > 0, hang_after); with interval 0 the kernel may
         # swallow every frame before the client's close shows, and the stream counts as completed.
@@ -274,6 +275,7 @@ class FakeUpstream:
             self._queue.clear()
         self.vault.clear()
         self.vault_token = "test-vault-token"
+        self.vault_redirect = None
         self.stream_aborted.clear()
         self.stream_completed.clear()
 
@@ -397,6 +399,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _vault_read(self, rec: Recorded, path: str) -> Reply:
         # KV v2 read: GET /v1/:mount/data/:path  https://developer.hashicorp.com/vault/api-docs/secret/kv/kv-v2
+        if self.fake.vault_redirect:
+            return json_reply({}, status=307, headers={"Location": self.fake.vault_redirect + path})
         if rec.headers.get("X-Vault-Token") != self.fake.vault_token:
             return json_reply({"errors": ["permission denied"]}, status=403)
         mount, _, secret_path = path[len("/v1/"):].partition("/data/")

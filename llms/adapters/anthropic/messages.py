@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from typing import Any
 
+from mcpd import wirejson
 from mcpd.errors import InvalidRequest
 
 Block = dict[str, Any]
@@ -189,7 +189,7 @@ def tool_input(arguments: Any, where: str) -> dict[str, Any]:
     if not isinstance(arguments, str):
         raise InvalidRequest(f"{where}.function.arguments must be a JSON string.")
     try:
-        value = json.loads(arguments)
+        value = wirejson.loads(arguments)
     except ValueError:
         raise InvalidRequest(f"{where}.function.arguments is not valid JSON.") from None
     if not isinstance(value, dict):
