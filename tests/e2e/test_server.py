@@ -203,3 +203,13 @@ def test_metrics_add_up_the_calls_of_every_worker(gateway, fresh_fake):
             session.post(f"{gateway.url}/v1/chat/completions", headers={**gateway.auth, "Connection": "close"},
                          json={"model": "fake", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
     assert calls() == before + 6
+
+
+def test_metrics_list_every_family_and_no_label_of_a_clients_choosing(gateway):
+    requests.post(f"{gateway.url}/v1/chat/completions", headers={"Authorization": "Bearer mcpd_not-a-token"},
+                  json={"model": "zz-injected-label", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+    text = requests.get(f"{gateway.url}/metrics", timeout=5).text  # the test runs on loopback: allowed
+    assert "zz-injected-label" not in text
+    for family in ("mcpd_inference_calls_total", "mcpd_inference_duration_seconds", "mcpd_inference_ttft_seconds",
+                   "mcpd_inference_tokens_total", "mcpd_audit_write_failures_total"):
+        assert f"# HELP {family} " in text and f"# TYPE {family} " in text
