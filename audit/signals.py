@@ -12,7 +12,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
 from audit.recorder import record_change
-from llms.models import Llm, LlmGroupObjectPermission, LlmUserObjectPermission
+from llms.models import Llm, LlmGroupObjectPermission, LlmUserObjectPermission, redact_userinfo
 from mcpd.models import ApiToken
 from secrets_app.models import Secret
 
@@ -22,7 +22,7 @@ AUDITED_PERMISSIONS = {"run_llm", "grant_run_llm"}
 @receiver(post_save, sender=Llm)
 def _llm_saved(sender, instance: Llm, created: bool, **kwargs) -> None:
     record_change("llm.created" if created else "llm.updated", instance, {
-        "provider": instance.provider, "model": instance.model, "base_url": instance.base_url,
+        "provider": instance.provider, "model": instance.model, "base_url": redact_userinfo(instance.base_url),
         "secret": instance.api_key_secret.name if instance.api_key_secret_id else None,
         "enabled": instance.enabled,
     })

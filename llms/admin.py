@@ -1,13 +1,26 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from guardian.admin import GuardedModelAdmin
 
-from llms.models import Llm
+from llms.models import Llm, redact_userinfo
+from llms.permissions import is_in_use
+
+
+class LlmForm(forms.ModelForm):
+    """Shows a stored base URL's user:password@ as `***@`: saving then asks for it to be removed,
+    rather than the credential being shown, or silently dropped."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.initial.get("base_url"):
+            self.initial["base_url"] = redact_userinfo(self.initial["base_url"])
 
 
 @admin.register(Llm)
 class LlmAdmin(GuardedModelAdmin):
+    form = LlmForm
     list_display = ["name", "provider", "model", "effective_base_url", "has_api_key", "enabled", "updated_at"]
     list_filter = ["provider", "enabled"]
     search_fields = ["name", "model", "description"]
@@ -16,16 +29,35 @@ class LlmAdmin(GuardedModelAdmin):
     fields = ["name", "provider", "model", "base_url", "api_key_secret", "default_max_tokens", "enabled",
               "description", "created_at", "updated_at"]
 
-    # Where a key goes is as sensitive as the key: an editor who could point a key-bearing Llm at a
-    # server of theirs, or attach another secret, would receive that key with the next call. Only
-    # superusers choose an Llm's secret, or move an Llm that has one.
-    KEY_ROUTING_FIELDS = ["api_key_secret", "base_url", "provider"]
+    # Where prompts and keys go is as sensitive as the key: an editor who could point a used Llm at a
+    # server of theirs, attach another secret, or rename it and give its name to an Llm of theirs,
+    # would receive the next calls. Only superusers choose an Llm's secret, or move (or delete) an
+    # Llm in use (is_in_use: a key or a run grant). `model` is not routing: it picks the model at the
+    # same provider, with the same key.
+    ROUTING_FIELDS = ["name", "provider", "base_url", "api_key_secret"]
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(self.readonly_fields)
         if not request.user.is_superuser:
-            readonly += self.KEY_ROUTING_FIELDS if obj is not None and obj.has_api_key else ["api_key_secret"]
+            if obj is not None and is_in_use(obj):
+                # The base URL is shown as shown_base_url_field (get_fields): a read-only model
+                # field would show a stored user:password@ as it is.
+                readonly += [*self.ROUTING_FIELDS, "shown_base_url_field"]
+            else:
+                readonly += ["api_key_secret"]
         return readonly
+
+    def get_fields(self, request, obj=None):
+        if "shown_base_url_field" in self.get_readonly_fields(request, obj):
+            return [("shown_base_url_field" if f == "base_url" else f) for f in self.fields]
+        return self.fields
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting frees the name as renaming would. Per object, so the bulk action is refused too
+        # (Django's delete_selected asks this of every selected row).
+        if obj is not None and not request.user.is_superuser and is_in_use(obj):
+            return False
+        return super().has_delete_permission(request, obj)
 
     def get_autocomplete_fields(self, request):
         return self.autocomplete_fields if request.user.is_superuser else []
@@ -36,7 +68,11 @@ class LlmAdmin(GuardedModelAdmin):
 
     @admin.display(description="Base URL")
     def effective_base_url(self, obj: Llm) -> str:
-        return obj.effective_base_url or "—"
+        return obj.shown_base_url or "—"
+
+    @admin.display(description="Base URL")
+    def shown_base_url_field(self, obj: Llm) -> str:
+        return redact_userinfo(obj.base_url) or "—"
 
     # Granting run is spend: it needs its own permission, not `change_llm` (a catalogue editor
     # must not be able to grant themselves run from the "Object permissions" page).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
@@ -30,9 +31,12 @@ DEFAULT_BASE_URLS: dict[str, str] = {
     Provider.OLLAMA: "http://localhost:11434/v1",
 }
 
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
 def validate_base_url(value: str) -> None:
-    """An http(s) URL with a host. Bare host names count: `http://vllm:8000/v1` is how a Compose
-    service or an internal host is named, and Django's URLValidator would refuse it."""
+    """An http(s) URL with a host and no userinfo. Bare host names count: `http://vllm:8000/v1` is how
+    a Compose service or an internal host is named, and Django's URLValidator would refuse it."""
     try:
         parts = urlsplit(value)
         port_ok = parts.port is None or 0 < parts.port < 65536
@@ -41,6 +45,14 @@ def validate_base_url(value: str) -> None:
     if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok
             or any(c.isspace() for c in value) or parts.query or parts.fragment):
         raise ValidationError("Enter an http:// or https:// URL (host, optional port and path).")
+    if "@" in parts.netloc:  # a credential: it would be shown and audited like any other URL
+        raise ValidationError("Remove the user:password@ part: a provider key belongs in the Llm's secret.")
+
+
+def redact_userinfo(url: str) -> str:
+    """The URL with any userinfo shown as `***@`. Rows saved before validate_base_url refused userinfo
+    may hold one, and it is a credential: pages, the API and audit rows show URLs through this."""
+    return _USERINFO.sub(r"\1***@", url)
 
 
 class Llm(models.Model):
@@ -79,6 +91,11 @@ class Llm(models.Model):
     def effective_base_url(self) -> str:
         """The base URL calls go to: the Llm's own, else the provider's default ('' when none)."""
         return (self.base_url or DEFAULT_BASE_URLS.get(self.provider, "")).rstrip("/")
+
+    @property
+    def shown_base_url(self) -> str:
+        """effective_base_url as pages and the API show it: without a stored user:password@."""
+        return redact_userinfo(self.effective_base_url)
 
     @property
     def has_api_key(self) -> bool:

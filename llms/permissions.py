@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.db.models import BooleanField, QuerySet
+from django.db.models import BooleanField, Exists, OuterRef, QuerySet
 from django.db.models.expressions import RawSQL
 from guardian.shortcuts import assign_perm, get_objects_for_user, remove_perm
 
@@ -93,6 +93,26 @@ def visible_llms(user) -> QuerySet[Llm]:
     return get_objects_for_user(
         user, [RUN_PERM, "llms.view_llm"], klass=Llm, any_perm=True, accept_global_perms=False
     )
+
+
+def is_in_use(llm: Llm) -> bool:
+    """Do a key or callers already depend on where this Llm routes? True when it has a key, or anyone
+    holds run on it: per object (user or group), or on every Llm (model-level, user or group). Then
+    moving it (name, provider, base URL, secret) or deleting it is for superusers: an editor could
+    otherwise give its name to an Llm of theirs and receive its callers' prompts, or its key.
+
+    Inactive holders count (reactivating them must not find the name moved); superusers do not.
+    One query, for the admin.
+    """
+    if llm.has_api_key:
+        return True
+    user_perms = get_user_model().user_permissions.through.objects
+    return Permission.objects.filter(content_type__app_label="llms", codename="run_llm").filter(
+        Exists(LlmUserObjectPermission.objects.filter(permission=OuterRef("pk"), content_object_id=llm.pk))
+        | Exists(LlmGroupObjectPermission.objects.filter(permission=OuterRef("pk"), content_object_id=llm.pk))
+        | Exists(user_perms.filter(permission=OuterRef("pk")))
+        | Exists(Group.permissions.through.objects.filter(permission=OuterRef("pk")))
+    ).exists()
 
 
 def _run_permission() -> Permission:

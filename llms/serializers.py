@@ -9,7 +9,7 @@ class LlmSerializer(serializers.ModelSerializer):
     """A catalogue entry as the API shows it: whether it has a key, never the key or the secret's name."""
 
     has_api_key = serializers.BooleanField(read_only=True)
-    base_url = serializers.CharField(source="effective_base_url", read_only=True)
+    base_url = serializers.CharField(source="shown_base_url", read_only=True)
 
     class Meta:
         model = Llm

@@ -71,7 +71,7 @@ class Command(SubcommandCommand):
         for llm in llms:
             key = llm.api_key_secret.name if llm.api_key_secret else "-"
             state = "enabled" if llm.enabled else "disabled"
-            self.stdout.write(f"{llm.name}\t{llm.provider}\t{llm.model}\t{llm.effective_base_url or '-'}\t{key}\t{state}")
+            self.stdout.write(f"{llm.name}\t{llm.provider}\t{llm.model}\t{llm.shown_base_url or '-'}\t{key}\t{state}")
         self.stdout.write(f"{len(llms)} Llm(s).")
 
     def _add_grant_arguments(self, parser) -> None:
