@@ -46,10 +46,30 @@ def _secret_deleted(sender, instance: Secret, **kwargs) -> None:
     record_change("secret.deleted", instance)
 
 
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 @receiver(post_save, sender=ApiToken)
 def _token_saved(sender, instance: ApiToken, created: bool, **kwargs) -> None:
-    kind = "token.issued" if created else ("token.revoked" if instance.revoked else "token.updated")
-    record_change(kind, instance, {"user": instance.user.username, "prefix": instance.prefix})
+    """token.issued, token.revoked (False -> True only), token.expiry_changed, else token.updated:
+    what changed is known from the values the instance was loaded with, not from another query."""
+    detail = {"user": instance.user.username, "prefix": instance.prefix}
+    changes = {} if created else instance.changes()
+    if "expires_at" in changes:
+        old, new = changes["expires_at"]
+        detail.update(old_expires_at=_iso(old), new_expires_at=_iso(new))
+    if changes:
+        detail["changed"] = sorted(changes)
+    if created:
+        kind = "token.issued"
+    elif "revoked" in changes or (instance.revoked and instance.loaded("revoked") is None):
+        kind = "token.revoked"  # one-way, so a change is a revocation; unknown before: say so
+    elif "expires_at" in changes:
+        kind = "token.expiry_changed"
+    else:
+        kind = "token.updated"
+    record_change(kind, instance, detail)
 
 
 @receiver(post_delete, sender=ApiToken)

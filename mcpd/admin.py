@@ -1,11 +1,31 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
 from mcpd.models import ApiToken
+
+
+class ApiTokenForm(forms.ModelForm):
+    """A token's expiry may only be shortened (set where there was none, or moved earlier), unless
+    `may_extend` (superusers): an owner must not outlive an expiry a superuser set."""
+
+    may_extend = False
+
+    def clean_expires_at(self):
+        new = self.cleaned_data.get("expires_at")
+        if self.instance.pk is None:
+            return new
+        old = self.instance.loaded("expires_at")
+        if old is not None and new == old.replace(microsecond=0):
+            return old  # the form shows seconds only: an untouched expiry keeps its microseconds
+        if not self.may_extend and old is not None and (new is None or new > old):
+            raise forms.ValidationError(
+                "You may only shorten a token's expiry (or set one); ask a superuser to extend it.")
+        return new
 
 
 @admin.register(ApiToken)
@@ -17,6 +37,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     search_fields = ["name", "prefix", "user__username"]
     autocomplete_fields = ["user"]
     actions = ["revoke"]
+    form = ApiTokenForm
 
     # A token acts as its user: only a superuser may issue or see tokens of other users; anyone else
     # with the token permissions manages their own (otherwise add_apitoken would reach superuser).
@@ -38,7 +59,16 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return ["prefix_shown", "user", "name", "created_at", "last_used_at", "expires_at", "revoked"]
 
     def get_readonly_fields(self, request, obj=None):
-        return [] if obj is None else ["prefix_shown", "user", "created_at", "last_used_at"]
+        if obj is None:
+            return []
+        readonly = ["prefix_shown", "user", "created_at", "last_used_at"]
+        # Revocation is one-way (ApiToken.save refuses the way back): issue a new token instead.
+        return [*readonly, "revoked"] if obj.loaded("revoked", obj.revoked) else readonly
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.may_extend = request.user.is_superuser  # a class of its own, made for this request
+        return form
 
     @admin.display(description="Token")
     def prefix_shown(self, obj: ApiToken) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -12,6 +13,8 @@ from django.utils import timezone
 
 TOKEN_PREFIX = "mcpd_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # at most one last_used write per token a minute
+TRACKED_FIELDS = ("name", "expires_at", "revoked")  # as loaded, to say what an edit changed
+UNREVOKE_REFUSED = "A revoked token stays revoked: issue a new token instead."
 
 
 def digest(token: str) -> str:
@@ -47,6 +50,40 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name or 'unnamed'}, {self.user})"
+
+    # What was loaded (or last saved) is kept on the instance, so that an edit can be checked and
+    # audited without reading the row again.
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        token = super().from_db(db, field_names, values)
+        token._remember(TRACKED_FIELDS)
+        return token
+
+    def _remember(self, fields) -> None:
+        loaded = self.__dict__.setdefault("_loaded", {})
+        loaded.update({f: self.__dict__[f] for f in fields if f in self.__dict__})
+
+    def loaded(self, field: str, default: Any = None) -> Any:
+        """The value `field` had when the token was loaded or last saved (`default` if unknown)."""
+        return self.__dict__.get("_loaded", {}).get(field, default)
+
+    def changes(self) -> dict[str, tuple[Any, Any]]:
+        """The tracked fields edited since loading or the last save: {field: (old, new)}."""
+        loaded = self.__dict__.get("_loaded", {})
+        return {f: (old, self.__dict__[f]) for f, old in loaded.items()
+                if f in self.__dict__ and self.__dict__[f] != old}
+
+    def save(self, *args, **kwargs) -> None:
+        # Revocation is one-way for everyone: the backstop below the admin (touch() and other
+        # queryset updates do not come here).
+        if self.loaded("revoked", False) and not self.revoked:
+            raise ValueError(UNREVOKE_REFUSED)
+        super().save(*args, **kwargs)
+        self._remember(kwargs.get("update_fields") or TRACKED_FIELDS)
+
+    def refresh_from_db(self, using=None, fields=None, from_queryset=None) -> None:
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        self._remember(fields or TRACKED_FIELDS)
 
     @property
     def is_expired(self) -> bool:
