@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
-from guardian.admin import GuardedModelAdmin
+from django.core.exceptions import PermissionDenied
+from guardian.admin import AdminGroupObjectPermissionsForm, AdminUserObjectPermissionsForm, GuardedModelAdmin
 
 from llms.models import Llm, redact_userinfo
 from llms.permissions import is_in_use
@@ -16,6 +17,23 @@ class LlmForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.initial.get("base_url"):
             self.initial["base_url"] = redact_userinfo(self.initial["base_url"])
+
+
+class _RunOnly:
+    """The object-permission form of a non-superuser: run is the only choice. Guardian's
+    save_obj_perms adds and removes only among the choices, so the other object permissions a
+    superuser gave (change, delete, view) are kept, and none can be added."""
+
+    def get_obj_perms_field_choices(self) -> list:
+        return [choice for choice in super().get_obj_perms_field_choices() if choice[0] == "run_llm"]
+
+
+class RunOnlyUserForm(_RunOnly, AdminUserObjectPermissionsForm):
+    pass
+
+
+class RunOnlyGroupForm(_RunOnly, AdminGroupObjectPermissionsForm):
+    pass
 
 
 @admin.register(Llm)
@@ -75,7 +93,8 @@ class LlmAdmin(GuardedModelAdmin):
         return redact_userinfo(obj.base_url) or "—"
 
     # Granting run is spend: it needs its own permission, not `change_llm` (a catalogue editor
-    # must not be able to grant themselves run from the "Object permissions" page).
+    # must not be able to grant themselves run from the "Object permissions" page). And it is
+    # enough: `grant_run_llm` alone opens those pages, and lets its holder give or take run only.
     def _may_grant(self, request) -> bool:
         return request.user.is_active and (request.user.is_superuser or request.user.has_perm("llms.grant_run_llm"))
 
@@ -93,6 +112,20 @@ class LlmAdmin(GuardedModelAdmin):
 
     def _require_grant(self, request) -> None:
         if not self._may_grant(request):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied("Granting run on an LLM needs the 'grant run' permission.")
+        request._grant_checked = True  # guardian's own check, below, lets this request through
+
+    def has_change_permission(self, request, obj=None):
+        # Guardian's three views open with `has_change_permission(request, None)` and send whoever
+        # fails it to the index. _require_grant has just checked what they need instead, so that one
+        # call passes. It is consumed on first use: the rest of the page (the sidebar's model list,
+        # the breadcrumbs) and every other view see the user's real `change`.
+        if obj is None and request.__dict__.pop("_grant_checked", False):
+            return True
+        return super().has_change_permission(request, obj)
+
+    def get_obj_perms_manage_user_form(self, request):
+        return super().get_obj_perms_manage_user_form(request) if request.user.is_superuser else RunOnlyUserForm
+
+    def get_obj_perms_manage_group_form(self, request):
+        return super().get_obj_perms_manage_group_form(request) if request.user.is_superuser else RunOnlyGroupForm
