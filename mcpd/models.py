@@ -99,3 +99,23 @@ class ApiToken(models.Model):
         if self.last_used_at is None or now - self.last_used_at >= LAST_USED_RESOLUTION:
             type(self).objects.filter(pk=self.pk).update(last_used_at=now)
             self.last_used_at = now
+
+
+class ThrottleCounter(models.Model):
+    """How many events (failed logins, 401s…) one key had in one scope during one fixed window.
+
+    Written only by mcpd.throttle, with one atomic upsert per event; rows of ended windows are deleted.
+    """
+
+    scope = models.CharField(max_length=40)
+    key = models.CharField(max_length=255)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField(db_index=True)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key", "window_start"],
+                                               name="mcpd_throttle_one_row_per_window")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}: {self.count} until {self.window_end:%Y-%m-%d %H:%M:%S}"
