@@ -60,6 +60,17 @@ if MAX_BODY_BYTES <= 0 or UPSTREAM_CONNECT_TIMEOUT <= 0 or UPSTREAM_READ_TIMEOUT
 # Django refuses bodies over this before our view sees them; the view answers 413 itself for API routes.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 
+# Throttles (mcpd/throttle.py): failures counted per fixed window in the database, so every worker and
+# host sees the same counts. A limit of 0 disables it; the window is the longest a lock lasts.
+LOGIN_MAX_FAILURES_PER_USER = env.int("MCPD_LOGIN_MAX_FAILURES_PER_USER", default=5)
+LOGIN_MAX_FAILURES_PER_ADDRESS = env.int("MCPD_LOGIN_MAX_FAILURES_PER_ADDRESS", default=20)
+LOGIN_LOCKOUT_SECONDS = env.int("MCPD_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+if min(LOGIN_MAX_FAILURES_PER_USER, LOGIN_MAX_FAILURES_PER_ADDRESS) < 0:
+    raise ImproperlyConfigured("MCPD_LOGIN_MAX_FAILURES_PER_USER and MCPD_LOGIN_MAX_FAILURES_PER_ADDRESS "
+                               "must be 0 (off) or positive")
+if LOGIN_LOCKOUT_SECONDS <= 0:
+    raise ImproperlyConfigured("MCPD_LOGIN_LOCKOUT_SECONDS must be positive")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -3,11 +3,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from mcpd import views
+from mcpd.login import ThrottledAdminLoginForm
 from mcpd.metrics import metrics_view
 
 admin.site.site_header = "mcpd administration"
 admin.site.site_title = "mcpd"
 admin.site.index_title = "LLM gateway"
+admin.site.login_form = ThrottledAdminLoginForm
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
