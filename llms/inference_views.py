@@ -86,8 +86,11 @@ class InferenceView(APIView):
             record.requested(self.kwargs.get("name", ""))
         response = super().handle_exception(exc)
         if not record.finished:
-            # An unexpected exception's text could hold anything: the audit row names its type only.
-            error = to_api_error(exc) or InternalError(f"Internal server error ({type(exc).__name__}).")
+            error = to_api_error(exc)
+            if error is None:  # an unexpected exception's text could hold anything: the row names its type only
+                error = InternalError(f"Internal server error ({type(exc).__name__}).")
+            else:  # the error actually sent: the throttle may have turned a 401 into a 429
+                error = getattr(response, "api_error", error)
             record.fail(error, status=response.status_code)
             record.finish()
         return response

@@ -137,12 +137,21 @@ def _flatten(detail: Any) -> str:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF EXCEPTION_HANDLER: every error leaves in the contract's shape."""
+    """DRF EXCEPTION_HANDLER: every error leaves in the contract's shape; 401s count against the address.
+
+    The error sent rides on the response as `api_error` (a 401 may have become a 429), for the audit row.
+    """
     error = to_api_error(exc)
     if error is None:
         log.exception("unhandled error in %s", context.get("view").__class__.__name__)
         error = InternalError("Internal server error.")
+    request = context.get("request")
+    if isinstance(error, AuthenticationFailed) and request is not None:
+        from mcpd.auth import count_auth_failure  # mcpd.auth imports this module
+
+        error = count_auth_failure(request, error)
     response = Response(error.to_body(), status=error.status, headers=error.headers())
     if isinstance(error, AuthenticationFailed):
         response["WWW-Authenticate"] = 'Bearer realm="mcpd"'
+    response.api_error = error
     return response

@@ -100,3 +100,13 @@ def _fast_test_settings(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.STORAGES = {**settings.STORAGES,
                          "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
+@pytest.fixture(autouse=True)
+def _no_remembered_blocks():
+    """Each test starts with no address known to be blocked (the counts themselves roll back with the test)."""
+    from mcpd.auth import blocked_addresses
+
+    blocked_addresses.clear()
+    yield
+    blocked_addresses.clear()
