@@ -4,6 +4,7 @@ One server per pytest session (per xdist worker), in a throwaway MCPD_DATA_DIR w
 file. Tests reach it over HTTP (``server.url``) and configure it as an operator would, with
 ``server.manage(...)`` (a ``manage.py`` subprocess against the same data dir). The server's output
 goes to ``server.log_path`` and is attached to the report of any failing test that used it.
+Tests that need a server configured differently start their own with ``running_server(...)``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +78,7 @@ def _wait_healthy(server: Server) -> None:
         try:
             if requests.get(f"{server.url}/healthz", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still starting up
             pass
         time.sleep(0.1)
     raise AssertionError(f"/healthz did not answer 200 within {START_TIMEOUT:.0f} s:\n{server.log()}")
@@ -97,19 +99,24 @@ def _stop(server: Server) -> int:
     return process.returncode
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Iterator[Server]:
-    """mcpd served by gunicorn exactly as `make run` does, on a fresh SQLite data dir."""
+@contextmanager
+def running_server(tmp_path_factory, *, env: dict[str, str] | None = None,
+                   args: Sequence[str] = ()) -> Iterator[Server]:
+    """mcpd served by gunicorn as `make run` does, on a fresh SQLite data dir, until the block ends.
+
+    `env` adds to the server's environment (settings), `args` to gunicorn's command line.
+    """
     if os.environ.get("DATABASE_URL"):
         pytest.skip("the e2e tests exercise `make run`'s embedded SQLite default; DATABASE_URL is set")
     data_dir = tmp_path_factory.mktemp("mcpd-data")
     port = free_port()
-    server = Server(url=f"http://127.0.0.1:{port}", data_dir=data_dir, env=_server_env(data_dir, port),
+    server = Server(url=f"http://127.0.0.1:{port}", data_dir=data_dir,
+                    env={**_server_env(data_dir, port), **(env or {})},
                     log_path=tmp_path_factory.mktemp("mcpd-log") / "gunicorn.log")
     server.manage("migrate", "--no-input")
     server.manage("collectstatic", "--no-input", "-v0")
     with server.log_path.open("wb") as log:
-        server.process = subprocess.Popen([str(GUNICORN), "-c", "gunicorn.conf.py", "mcpd.wsgi"], cwd=ROOT,
+        server.process = subprocess.Popen([str(GUNICORN), "-c", "gunicorn.conf.py", *args, "mcpd.wsgi"], cwd=ROOT,
                                           env=server.env, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -120,11 +127,20 @@ def server(tmp_path_factory) -> Iterator[Server]:
     assert status == 0, f"gunicorn exited {status} after SIGTERM:\n{server.log()}"
 
 
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Iterator[Server]:
+    """mcpd served by gunicorn exactly as `make run` does, on a fresh SQLite data dir."""
+    with running_server(tmp_path_factory) as server:
+        yield server
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Attach the server's log to the report of a failing test that used it."""
+    """Attach the log of each server a failing test used to its report."""
     outcome = yield
     report = outcome.get_result()
-    server = item.funcargs.get("server") if hasattr(item, "funcargs") else None
-    if report.failed and isinstance(server, Server):
-        report.sections.append(("mcpd server log (gunicorn)", server.log()[-20000:]))
+    if not report.failed:
+        return
+    for name, value in getattr(item, "funcargs", {}).items():
+        if isinstance(value, Server):
+            report.sections.append((f"mcpd server log (gunicorn, {name})", value.log()[-20000:]))
