@@ -6,12 +6,17 @@ MCPD_API_MAX_AUTH_FAILURES_PER_ADDRESS in its window, it gets 429 until the wind
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
+from django.db import DatabaseError
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from mcpd import throttle
 from mcpd.errors import ApiError, AuthenticationFailed, RateLimited
 from mcpd.models import ApiToken, digest
+
+log = logging.getLogger(__name__)
 
 # Addresses this process has learned, from the shared count, to be blocked: refused before any token
 # lookup, so a blocked address costs no query. The count in the database alone decides a block.
@@ -94,7 +99,11 @@ def count_auth_failure(request, error: ApiError) -> ApiError:
     until = blocked_addresses.blocked_until(address)
     if until is not None:  # known to be blocked already: counting it again would change nothing
         return _too_many(until, f"Blocked address; {error.message}")
-    tally = throttle.hit(limit, address)
+    try:
+        tally = throttle.hit(limit, address)
+    except DatabaseError:  # the caller still gets its 401; a failing count must not turn it into a 500
+        log.exception("could not count a failed authentication from %s", address)
+        return error
     if not tally.reached:
         return error
     blocked_addresses.remember(address, tally.window_end)

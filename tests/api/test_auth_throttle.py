@@ -116,6 +116,19 @@ def test_one_failure_costs_one_upsert(clock, db):
     assert len([q for q in queries if ThrottleCounter._meta.db_table in q["sql"]]) == 1
 
 
+def test_a_count_that_cannot_be_written_leaves_the_401_alone(clock, monkeypatch, db):
+    from django.db import DatabaseError
+
+    from mcpd import throttle
+
+    def broken(limit, key):
+        raise DatabaseError("database is locked")
+
+    monkeypatch.setattr(throttle, "hit", broken)
+    response = models(bearer("mcpd_not-a-token"))
+    assert response.status_code == 401 and error_of(response)["type"] == "authentication_error"
+
+
 def test_zero_turns_the_limit_off(clock, settings, db):
     settings.API_MAX_AUTH_FAILURES_PER_ADDRESS = 0
     fail(20)
