@@ -151,7 +151,7 @@ def test_a_throttled_inference_call_is_audited_once_with_its_429(upstream_llm, a
 
 
 def test_behind_a_proxy_each_forwarded_address_has_its_own_count(settings, clock, db):
-    settings.TRUST_X_FORWARDED_FOR = True
+    settings.TRUSTED_PROXY_HOPS = 1
     for _ in range(3):
         assert APIClient(HTTP_X_FORWARDED_FOR="192.0.2.1").get("/v1/models").status_code == 401
     assert APIClient(HTTP_X_FORWARDED_FOR="192.0.2.1").get("/v1/models").status_code == 429

@@ -124,8 +124,8 @@ def test_an_address_falls_back_to_remote_addr_when_client_ip_has_none(rf, monkey
 
 
 def test_behind_a_proxy_the_forwarded_address_is_the_key(rf, settings):
-    settings.TRUST_X_FORWARDED_FOR = True
-    assert throttle.address_of(rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.4")) \
+    settings.TRUSTED_PROXY_HOPS = 1
+    assert throttle.address_of(rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 198.51.100.4")) \
         == "198.51.100.4"
 
 
