@@ -5,6 +5,11 @@ import multiprocessing
 import os
 import tempfile
 
+# Before anything is written: the master's Prometheus directory, its workers' sample files (and
+# mcpd's data dir, which settings.py guards again) are this user's alone. gunicorn's own `umask`
+# setting stays 0: it only applies to a unix socket, which the proxy in front must reach.
+os.umask(0o077)
+
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 # Threads, not sync workers: a streamed answer holds its thread for the whole generation, and a
@@ -21,8 +26,10 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # Prometheus: each worker writes its samples to this directory; /metrics sums them (mcpd/metrics.py).
 # Its sample files are removed when the server starts and stops, so counters restart with it.
-_metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(),
-                                                                               f"mcpd-metrics-{os.getpid()}"))
+# By default a new directory of our own (mkdtemp: 0700, a name no other user can create first).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mcpd-metrics-")
+_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 # Imported only now: prometheus_client picks its multiprocess mode from the variable at import time,
 # and importing inside child_exit (a signal handler) can re-enter an import in progress.
 from prometheus_client import multiprocess  # noqa: E402
@@ -34,7 +41,7 @@ def _clear_metrics() -> None:
 
 
 def on_starting(server):
-    os.makedirs(_metrics_dir, exist_ok=True)
+    os.makedirs(_metrics_dir, mode=0o700, exist_ok=True)  # an operator's own directory keeps its mode
     _clear_metrics()
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +18,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")  # optional; the real environment wins
+
+# The data dir holds the sessions and the keys: whatever this process creates is its user's alone.
+os.umask(0o077)
 
 
 def _generated(path: Path, make: Callable[[], str]) -> str:
@@ -30,8 +35,33 @@ def _generated(path: Path, make: Callable[[], str]) -> str:
     return value
 
 
+def _tighten(path: Path, mode: int) -> None:
+    """Take away the modes beyond ``mode`` from a path of ours (an older install's); others' are left alone."""
+    status = path.stat()
+    if status.st_uid == os.getuid() and stat.S_IMODE(status.st_mode) & ~mode:
+        path.chmod(mode)
+
+
+def _private_dir(path: Path) -> None:
+    """The data dir, 0700 whether new or older."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(path, 0o700)
+
+
+def _private_sqlite(name: str) -> None:
+    """The SQLite file 0600, created before SQLite does: it gives its -wal and -shm files the same mode."""
+    database = Path(name)
+    if name == ":memory:" or name.startswith("file:") or not database.parent.is_dir():
+        return  # nothing on disk, or nowhere to put it yet: SQLite reports that itself
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for path in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm", "-journal"))):
+        if path.exists():
+            _tighten(path, 0o600)
+
+
 DATA_DIR = Path(env.str("MCPD_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+_private_dir(DATA_DIR)
 (DATA_DIR / "static").mkdir(exist_ok=True)
 
 SECRET_KEY = env.str("MCPD_SECRET_KEY", default="") or _generated(
@@ -128,6 +158,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
+    _private_sqlite(str(DATABASES["default"]["NAME"]))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
@@ -150,6 +181,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+FILE_UPLOAD_PERMISSIONS = 0o600  # collectstatic's files too (Django's default is 0644); whitenoise serves them
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

@@ -1,9 +1,11 @@
 """The production server as `make run` starts it: migrate, collectstatic, then gunicorn on a free port.
 
-One server per pytest session (per xdist worker), in a throwaway MCPD_DATA_DIR with a fresh SQLite
-file. Tests reach it over HTTP (``server.url``) and configure it as an operator would, with
-``server.manage(...)`` (a ``manage.py`` subprocess against the same data dir). The server's output
-goes to ``server.log_path`` and is attached to the report of any failing test that used it.
+One server per pytest session (per xdist worker), in a throwaway MCPD_DATA_DIR that mcpd creates
+itself, as on a fresh checkout, with a fresh SQLite file, and a TMPDIR of its own (where
+gunicorn.conf.py puts the Prometheus files). Tests reach it over HTTP (``server.url``) and configure
+it as an operator would, with ``server.manage(...)`` (a ``manage.py`` subprocess against the same
+data dir). The server's output goes to ``server.log_path`` and is attached to the report of any
+failing test that used it.
 Tests that need a server configured differently start their own with ``running_server(...)``.
 """
 
@@ -42,6 +44,7 @@ class Server:
 
     url: str
     data_dir: Path
+    tmp_dir: Path
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen | None = None
@@ -61,11 +64,12 @@ class Server:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def _server_env(data_dir: Path, port: int) -> dict[str, str]:
+def _server_env(data_dir: Path, tmp_dir: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCPD_", "DJANGO_"))}
-    env.pop("DATABASE_URL", None)
+    for name in ("DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR"):
+        env.pop(name, None)
     env.update(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2", MCPD_THREADS="4",
-               MCPD_DEBUG="false", MCPD_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+               MCPD_DEBUG="false", MCPD_DATA_DIR=str(data_dir), TMPDIR=str(tmp_dir), PYTHONUNBUFFERED="1")
     return env
 
 
@@ -108,10 +112,11 @@ def running_server(tmp_path_factory, *, env: dict[str, str] | None = None,
     """
     if os.environ.get("DATABASE_URL"):
         pytest.skip("the e2e tests exercise `make run`'s embedded SQLite default; DATABASE_URL is set")
-    data_dir = tmp_path_factory.mktemp("mcpd-data")
+    data_dir = tmp_path_factory.mktemp("mcpd") / "var"  # not there yet: mcpd creates it
+    tmp_dir = tmp_path_factory.mktemp("mcpd-tmp")
     port = free_port()
-    server = Server(url=f"http://127.0.0.1:{port}", data_dir=data_dir,
-                    env={**_server_env(data_dir, port), **(env or {})},
+    server = Server(url=f"http://127.0.0.1:{port}", data_dir=data_dir, tmp_dir=tmp_dir,
+                    env={**_server_env(data_dir, tmp_dir, port), **(env or {})},
                     log_path=tmp_path_factory.mktemp("mcpd-log") / "gunicorn.log")
     server.manage("migrate", "--no-input")
     server.manage("collectstatic", "--no-input", "-v0")

@@ -7,9 +7,11 @@ then called with plain HTTP, a streamed `curl -N`-style read and the official op
 from __future__ import annotations
 
 import re
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import openai
 import pytest
@@ -213,3 +215,34 @@ def test_metrics_list_every_family_and_no_label_of_a_clients_choosing(gateway):
     for family in ("mcpd_inference_calls_total", "mcpd_inference_duration_seconds", "mcpd_inference_ttft_seconds",
                    "mcpd_inference_tokens_total", "mcpd_audit_write_failures_total"):
         assert f"# HELP {family} " in text and f"# TYPE {family} " in text
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def readable_by_others(root: Path) -> list[str]:
+    """Everything under ``root`` (itself included) that its group or other users may read or enter."""
+    return [f"{p} {mode_of(p):o}" for p in [root, *root.rglob("*")] if mode_of(p) & 0o077]
+
+
+def test_the_data_dir_and_the_database_are_the_server_users_alone(server, gateway, fresh_fake):
+    """It holds sessions and keys: a local user who could read the SQLite file could replay a session."""
+    reply = requests.post(f"{gateway.url}/v1/chat/completions", headers=gateway.auth, timeout=10,
+                          json={"model": "fake", "messages": [{"role": "user", "content": "Hi"}]})
+    assert reply.status_code == 200, reply.text  # a call served: its audit row went through the WAL
+    assert f"{mode_of(server.data_dir):o}" == "700"
+    database = server.data_dir / "mcpd.sqlite3"
+    for path in (database, database.with_name("mcpd.sqlite3-wal"), database.with_name("mcpd.sqlite3-shm")):
+        assert (path.name, f"{mode_of(path):o}") == (path.name, "600")
+    assert readable_by_others(server.data_dir) == []
+
+
+def test_the_prometheus_files_are_the_server_users_alone(server, gateway, fresh_fake):
+    """gunicorn's master makes their directory under TMPDIR and each worker writes its samples there."""
+    reply = requests.post(f"{gateway.url}/v1/chat/completions", headers=gateway.auth, timeout=10,
+                          json={"model": "fake", "messages": [{"role": "user", "content": "Hi"}]})
+    assert reply.status_code == 200, reply.text
+    [metrics_dir] = server.tmp_dir.glob("mcpd-metrics-*")
+    assert list(metrics_dir.glob("*.db")), "no worker wrote a sample"
+    assert readable_by_others(metrics_dir) == []
