@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "guardian",
     "mcpd",
     "secrets_app",
@@ -203,6 +204,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "A self-hosted LLM gateway: OpenAI-compatible inference with per-Llm permissions and audit.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page's scripts and styles from the installed package, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Security: safe defaults that hold behind a TLS-terminating proxy; HSTS is opt-in.

@@ -2,6 +2,8 @@
 
 A new admin logs in, adds a Secret, an Llm using it, grants `run` on the Llm's "Object permissions"
 page, issues an API token and copies it from the page; the token then works outside the browser.
+The API docs render from this server's own files: the browser's console (captured through
+goog:loggingPrefs) shows no failed load.
 Needs Debian's chromium and chromium-driver (tests/run.sh installs them when missing).
 """
 
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -45,6 +47,7 @@ def browser() -> Iterator[WebDriver]:
     profile = tempfile.mkdtemp(prefix="mcpd-chromium-")
     for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for console_errors()
     try:
         driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     except WebDriverException as exc:
@@ -65,6 +68,18 @@ def upstream() -> Iterator[FakeUpstream]:
 
 def wait(driver: WebDriver, timeout: float = 10) -> WebDriverWait:
     return WebDriverWait(driver, timeout)
+
+
+def console_errors(driver: WebDriver) -> list[str]:
+    """The console's errors since the last call, once the page has loaded: a CSP refusal ("Refused to
+    load the script …", "Refused to apply inline style …") or a failed load is one."""
+    wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"
+            and "/favicon.ico - " not in entry["message"]]  # Chromium's own guess; mcpd serves no icon
+
+
+def assert_page_works(driver: WebDriver, page: str) -> None:
+    assert console_errors(driver) == [], f"{page} ({driver.current_url})"
 
 
 def submit(driver: WebDriver, selector: str = "input[name=_save]") -> None:
@@ -189,3 +204,33 @@ def test_a_new_admin_sets_up_an_llm_and_a_token_in_the_browser(server, browser, 
     assert upstream.requests[-1].headers["Authorization"] == f"Bearer {SECRET_VALUE}"
     assert upstream.requests[-1].json()["model"] == "browser-model"
     assert SECRET_VALUE not in reply.text and SECRET_VALUE not in server.log()
+
+
+def test_the_api_docs_render_from_this_servers_files(server, browser, tmp_path):
+    """Swagger UI from the packaged static files (no CDN), its init script a file too: no inline script."""
+    browser.get_log("browser")  # drop what an earlier test left in the console
+    browser.get(f"{server.url}/api/docs/")
+    try:
+        wait(browser, 20).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".opblock-summary-path")))
+    except TimeoutException:
+        pytest.fail(f"Swagger UI showed no operation; the console: {console_errors(browser)}")
+    paths = [e.get_attribute("data-path") for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")]
+    assert {"/v1/chat/completions", "/api/v1/llms/{name}/infer", "/v1/models"} <= set(paths), paths
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert any("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle." in u for u in loaded), loaded
+    assert [u for u in loaded if not u.startswith((f"{server.url}/", "data:"))] == []
+    assert_page_works(browser, "the API docs")
+
+    # "Try it out" on GET /v1/models: the request reaches this server and its answer is shown.
+    browser.find_element(By.CSS_SELECTOR, ".opblock-get .opblock-summary-path[data-path='/v1/models']").click()
+    operation = browser.find_element(By.CSS_SELECTOR, ".opblock-get.is-open")
+    wait(browser).until(lambda d: operation.find_element(By.CSS_SELECTOR, ".try-out__btn")).click()
+    operation.find_element(By.CSS_SELECTOR, ".execute").click()
+    status = wait(browser).until(lambda d: operation.find_element(
+        By.CSS_SELECTOR, ".live-responses-table tr.response .response-col_status"))
+    assert status.text in ("200", "401"), status.text  # 401 unless the walkthrough logged this browser in
+    assert [e for e in console_errors(browser) if "/v1/models - Failed to load resource" not in e] == []
+    screenshot = tmp_path / "api-docs.png"
+    assert browser.save_screenshot(str(screenshot))
+    print(f"API docs screenshot: {screenshot}")
+

@@ -23,6 +23,8 @@ pytestmark = pytest.mark.xdist_group("e2e")  # one server for every e2e test (ru
 
 KEY = "sk-e2e-PROVIDER-KEY-never-shown-0123456789"
 HASHED_CSS = re.compile(r"""href="(/static/admin/css/[\w/.-]+\.[0-9a-f]{12}\.css)\"""")
+REFERENCES = re.compile(r"""\b(?:src|href)\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
+SCRIPT_TAGS = re.compile(r"<script\b[^>]*>", re.IGNORECASE)
 ONE_YEAR = 365 * 24 * 3600
 
 
@@ -96,6 +98,19 @@ def test_the_admin_is_styled_with_debug_off(server):
         assert css.headers["Access-Control-Allow-Origin"] == "*"  # whitenoise's default, not Django's
         assert css.headers["X-Request-ID"]
     assert "body" in requests.get(f"{server.url}{stylesheets[0]}", timeout=5).text
+
+
+def test_the_api_docs_load_nothing_from_another_host(server):
+    """Swagger UI comes from the packaged static files: the server may have no internet, and a CDN's
+    unpinned script would run on the admin's origin."""
+    docs = requests.get(f"{server.url}/api/docs/", timeout=5)
+    assert docs.status_code == 200 and docs.headers["Content-Type"].startswith("text/html")
+    references = REFERENCES.findall(docs.text)
+    assert [r for r in references if r.startswith("/static/drf_spectacular_sidecar/swagger-ui-dist/")]
+    assert [r for r in references if "//" in r] == [], references
+    assert all(" src=" in tag for tag in SCRIPT_TAGS.findall(docs.text))  # no inline script to allow
+    for reference in references:
+        assert requests.get(f"{server.url}{reference}", timeout=5).status_code == 200, reference
 
 
 def test_a_stream_arrives_while_the_provider_is_still_generating(gateway, fresh_fake):
