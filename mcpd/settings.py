@@ -123,6 +123,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "mcpd.middleware.RequestIdMiddleware",
+    "mcpd.middleware.ContentSecurityPolicyMiddleware",  # outside the rest: their error pages get it too
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -2,8 +2,8 @@
 
 A new admin logs in, adds a Secret, an Llm using it, grants `run` on the Llm's "Object permissions"
 page, issues an API token and copies it from the page; the token then works outside the browser.
-The API docs render from this server's own files: the browser's console (captured through
-goog:loggingPrefs) shows no failed load.
+Every page on the way, and the API docs, work under mcpd's Content-Security-Policy: the browser's
+console (captured through goog:loggingPrefs) shows no refusal and no failed load.
 Needs Debian's chromium and chromium-driver (tests/run.sh installs them when missing).
 """
 
@@ -127,11 +127,13 @@ def test_a_new_admin_sets_up_an_llm_and_a_token_in_the_browser(server, browser, 
     # Log in.
     browser.get(f"{url}/admin/")
     assert "/admin/login/" in browser.current_url
+    assert_page_works(browser, "the login page")
     browser.find_element(By.ID, "id_username").send_keys(ADMIN)
     browser.find_element(By.ID, "id_password").send_keys(ADMIN_PASSWORD)
     submit(browser, "input[type=submit]")
     assert browser.find_element(By.ID, "site-name").text == "mcpd administration"
     assert "LLM gateway" in browser.title
+    assert_page_works(browser, "the admin index")
 
     # Styled with DEBUG off: the hashed stylesheets loaded through whitenoise.
     header_bg = browser.execute_script("return getComputedStyle(document.getElementById('header')).backgroundColor")
@@ -144,14 +146,17 @@ def test_a_new_admin_sets_up_an_llm_and_a_token_in_the_browser(server, browser, 
 
     # 1. Secrets -> Add: a db secret, typed once.
     open_add_page(browser, url, "secrets_app/secret")
+    assert_page_works(browser, "the secret add form")
     browser.find_element(By.ID, "id_name").send_keys("browser-key")
     Select(browser.find_element(By.ID, "id_backend")).select_by_value("db")
     browser.find_element(By.ID, "id_value").send_keys(SECRET_VALUE)
     submit(browser)
     assert_saved(browser)
     assert SECRET_VALUE not in browser.page_source
+    assert_page_works(browser, "the secrets changelist")
     browser.find_element(By.LINK_TEXT, "browser-key").click()
     wait(browser).until(EC.url_contains("/change/"))
+    assert_page_works(browser, "a secret's change form")
     assert browser.find_element(By.ID, "id_name").get_attribute("value") == "browser-key"
     assert SECRET_VALUE not in browser.page_source
     assert browser.find_element(By.ID, "id_value").get_attribute("value") == ""
@@ -163,17 +168,21 @@ def test_a_new_admin_sets_up_an_llm_and_a_token_in_the_browser(server, browser, 
     browser.find_element(By.ID, "id_model").send_keys("browser-model")
     browser.find_element(By.ID, "id_base_url").send_keys(f"{upstream.url}/v1")
     choose_autocomplete(browser, "id_api_key_secret", "browser-key")
+    assert_page_works(browser, "the Llm add form, its autocomplete used")
     submit(browser, "input[name=_continue]")  # "Save and continue editing": stay on its change page
     assert_saved(browser)
+    assert_page_works(browser, "an Llm's change form")
 
     # 3. Object permissions -> user "reg" -> "Can run inference on the LLM".
     link = browser.find_element(By.CSS_SELECTOR, ".object-tools a.permissionslink")
     assert link.text == "OBJECT PERMISSIONS"  # rendered upper-case by the admin's CSS
     link.click()
     wait(browser).until(EC.url_contains("/permissions/"))
+    assert_page_works(browser, "the Llm's Object permissions page")
     browser.find_element(By.ID, "id_user").send_keys("reg")
     submit(browser, "input[name=submit_manage_user]")
     assert "/permissions/user-manage/" in browser.current_url
+    assert_page_works(browser, "the Object permissions page of a user")
     available = Select(wait(browser).until(EC.presence_of_element_located((By.ID, "id_permissions_from"))))
     available.select_by_visible_text("Can run inference on the LLM")
     browser.find_element(By.ID, "id_permissions_add").click()
@@ -181,14 +190,21 @@ def test_a_new_admin_sets_up_an_llm_and_a_token_in_the_browser(server, browser, 
     assert chosen == ["Can run inference on the LLM"]
     submit(browser, "#submit")
     assert "Permissions saved." in browser.find_element(By.CSS_SELECTOR, ".messagelist").text
+    assert_page_works(browser, "the Object permissions page, saved")
 
     # 4. API tokens -> Add for "reg"; the plaintext is on the page shown after saving.
     open_add_page(browser, url, "mcpd/apitoken")
     choose_autocomplete(browser, "id_user", "reg")
     browser.find_element(By.ID, "id_name").send_keys("from-the-browser")
+    assert_page_works(browser, "the token add form")
     submit(browser)
-    token = browser.find_element(By.ID, "issued-token").get_attribute("value")
+    field = browser.find_element(By.ID, "issued-token")
+    token = field.get_attribute("value")
     assert token.startswith("mcpd_"), browser.page_source[:3000]
+    field.click()  # selects the whole token, ready to copy
+    selected = browser.execute_script("const f = arguments[0]; return [f.selectionStart, f.selectionEnd]", field)
+    assert selected == [0, len(token)]
+    assert_page_works(browser, "the token issued page")
 
     # Outside the browser, with that token: the catalogue and an inference.
     auth = {"Authorization": f"Bearer {token}"}
@@ -206,7 +222,7 @@ def test_a_new_admin_sets_up_an_llm_and_a_token_in_the_browser(server, browser, 
     assert SECRET_VALUE not in reply.text and SECRET_VALUE not in server.log()
 
 
-def test_the_api_docs_render_from_this_servers_files(server, browser, tmp_path):
+def test_the_api_docs_render_from_this_servers_files_under_its_policy(server, browser, tmp_path):
     """Swagger UI from the packaged static files (no CDN), its init script a file too: no inline script."""
     browser.get_log("browser")  # drop what an earlier test left in the console
     browser.get(f"{server.url}/api/docs/")
@@ -234,3 +250,9 @@ def test_the_api_docs_render_from_this_servers_files(server, browser, tmp_path):
     assert browser.save_screenshot(str(screenshot))
     print(f"API docs screenshot: {screenshot}")
 
+    # The policy is in force, and a refusal would show up in the console this test reads.
+    ran = browser.execute_script("const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
+                                 "document.head.append(s); return window.injected === 1")
+    assert not ran
+    refusals = console_errors(browser)
+    assert any("inline script" in e and "Content Security Policy" in e for e in refusals), refusals

@@ -100,6 +100,12 @@ def test_the_admin_is_styled_with_debug_off(server):
     assert "body" in requests.get(f"{server.url}{stylesheets[0]}", timeout=5).text
 
 
+def policy_of(response: requests.Response) -> dict[str, list[str]]:
+    """The response's Content-Security-Policy as {directive: [sources]}."""
+    header = response.headers.get("Content-Security-Policy", "")
+    return {name: sources for name, *sources in (d.split() for d in header.split(";") if d.strip())}
+
+
 def test_the_api_docs_load_nothing_from_another_host(server):
     """Swagger UI comes from the packaged static files: the server may have no internet, and a CDN's
     unpinned script would run on the admin's origin."""
@@ -111,6 +117,32 @@ def test_the_api_docs_load_nothing_from_another_host(server):
     assert all(" src=" in tag for tag in SCRIPT_TAGS.findall(docs.text))  # no inline script to allow
     for reference in references:
         assert requests.get(f"{server.url}{reference}", timeout=5).status_code == 200, reference
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/admin/login/", 200), ("GET", "/api/docs/", 200), ("GET", "/no-such-page", 404),
+    ("POST", "/admin/login/", 403),  # Django's CSRF failure page
+])
+def test_html_pages_carry_a_content_security_policy(server, method, path, status):
+    page = requests.request(method, f"{server.url}{path}", timeout=5)
+    assert (page.status_code, page.headers["Content-Type"].split(";")[0]) == (status, "text/html")
+    policy = policy_of(page)
+    assert policy["default-src"] == policy["script-src"] == ["'self'"], policy
+    assert (policy["object-src"], policy["frame-ancestors"]) == (["'none'"], ["'none'"])
+    assert (policy["base-uri"], policy["form-action"]) == (["'self'"], ["'self'"])
+
+
+def test_api_answers_carry_no_content_security_policy(gateway, fresh_fake):
+    """JSON and event streams are no documents: the hot path pays one header check, not a header."""
+    fresh_fake.reply(sse_reply(openai_stream_frames(["Hi"])))
+    stream = requests.post(f"{gateway.url}/v1/chat/completions", headers=gateway.auth, timeout=10,
+                           json={"model": "fake", "stream": True, "messages": [{"role": "user", "content": "Hi"}]})
+    answers = [stream, requests.get(f"{gateway.url}/api/v1/llms/", headers=gateway.auth, timeout=5),
+               requests.get(f"{gateway.url}/v1/models", timeout=5),  # a 401
+               requests.get(f"{gateway.url}/api/v1/no-such-route", timeout=5),  # the JSON 404
+               requests.get(f"{gateway.url}/api/schema/", timeout=5), requests.get(f"{gateway.url}/healthz", timeout=5)]
+    assert [(a.status_code, "Content-Security-Policy" in a.headers) for a in answers] == [
+        (200, False), (200, False), (401, False), (404, False), (200, False), (200, False)]
 
 
 def test_a_stream_arrives_while_the_provider_is_still_generating(gateway, fresh_fake):
