@@ -15,10 +15,12 @@ import datetime
 import os
 import re
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from time import perf_counter
 
 import requests
@@ -202,6 +204,27 @@ def report(results: dict, args: argparse.Namespace, elapsed: float) -> None:
           f"({datetime.datetime.now().isoformat(timespec='minutes')})")
 
 
+def key_check_cost(results: dict, args: argparse.Namespace) -> None:
+    """What the exact-key test on relayed bytes (llms/scrub.py Scrubber.chunk) costs per stream chunk."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fast_upstream import stream_frames
+
+    from llms.scrub import Scrubber
+
+    scrub = Scrubber("sk-proj-" + "k" * 156)  # as long as an OpenAI project key
+    frames = stream_frames(args.chunks, usage=False)[:args.chunks]
+    runs = 2000
+    started = time.perf_counter()
+    for _ in range(runs):
+        for frame in frames:
+            scrub.chunk(frame)
+    per_chunk_us = (time.perf_counter() - started) / (runs * len(frames)) * 1e6
+    m, d = results["mcpd"], results["direct"]
+    relay_us = (pct(m["total"], 50) - pct(m["ttfc"], 50) - pct(d["total"], 50) + pct(d["ttfc"], 50)) / args.chunks * 1000
+    print(f"key check on relayed bytes: {per_chunk_us:.3f} us per chunk ({len(frames[0])}-byte frames), "
+          f"{per_chunk_us / relay_us * 100 if relay_us > 0 else 0:.1f}% of the {relay_us:.1f} us mcpd adds per chunk")
+
+
 def shorten(sql: str, width: int = 150) -> str:
     """Column lists collapsed to `…`, quotes dropped, cut to width."""
     sql = re.sub(r"^SELECT (?!1 )(.+?) FROM ", "SELECT … FROM ", sql.replace('"', ""), flags=re.S)
@@ -314,6 +337,7 @@ def main() -> None:
         results = measure(direct, via, upstream, args)
         server.stop()
         report(results, args, time.monotonic() - started)
+        key_check_cost(results, args)
         if not args.no_queries:
             query_listing(mcpd)
     finally:
