@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import connection, models, transaction
 
+from audit import writer
 from audit.context import current_actor
 from audit.models import INFERENCE, AuditEvent, Outcome
 from mcpd.metrics import AUDIT_WRITE_FAILURES, observe_call
@@ -124,7 +125,11 @@ class CallRecord:
             self.fields["ttft_ms"] = int(ttft * 1000)
         try:
             observe_call(self.fields, duration, ttft, resolved=self.llm_resolved)
-            _insert(fit_columns(self.fields))
+            row = fit_columns(self.fields)
+            if writer.running():
+                writer.WRITER.submit(row)  # written in the background, with the rows of other calls
+            else:
+                _insert(row)
         except Exception:
             AUDIT_WRITE_FAILURES.inc()
             log.exception("AUDIT ROW LOST for inference request %s (llm %r, status %s)",

@@ -110,3 +110,24 @@ def _no_remembered_blocks():
     blocked_addresses.clear()
     yield
     blocked_addresses.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memos():
+    """Each test starts with nothing remembered (mcpd/memo.py): primary keys repeat across tests."""
+    from mcpd.memo import forget_everything
+
+    forget_everything()
+    yield
+    forget_everything()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory) -> None:
+    """SQLite tests on a file, as mcpd runs (WAL, a busy timeout), not the shared-cache in-memory
+    database, whose table locks refuse a second thread's writes (the audit writer, a live server)."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("sqlite") / "test.sqlite3")

@@ -1,0 +1,145 @@
+"""Inference audit rows written in batches by one writer per server process, after replies have gone out.
+
+A request hands its finished row to submit() and is done: under load the writer takes whatever has
+queued since its last write and inserts it with one multi-row INSERT, in one transaction, on a
+connection of its own, so requests neither wait for nor hold a database connection. gunicorn starts
+the writer in each worker (gunicorn.conf.py) and stops it after the worker's last request: stop()
+writes everything still queued. Where no writer runs (tests, manage.py commands, the shell), rows
+are written at once by the caller (audit.recorder).
+
+A row is lost only if the process dies without a graceful stop (at most what had queued since the
+last write, normally milliseconds' worth), or if the database refuses it for longer than the writer
+keeps trying at stop; each one lost is logged as AUDIT ROW LOST and counted in /metrics.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connection, transaction
+
+from audit.models import AuditEvent
+from mcpd.metrics import AUDIT_WRITE_FAILURES
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500  # rows per INSERT
+MAX_PENDING = 200_000  # rows kept while the database is unreachable; beyond this they are dropped (logged)
+RETRY_PAUSES = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts while the database refuses a batch
+STOP_DEADLINE = 20.0  # seconds stop() keeps trying to write what is queued
+
+
+class AuditWriter:
+    """One background writer of AuditEvent rows (a thread; a greenlet under gevent's patching)."""
+
+    def __init__(self, write: Callable[[list[dict[str, Any]]], None] | None = None):
+        self._write = write or insert_rows
+        self._pending: deque[dict[str, Any]] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
+
+    def start(self) -> None:
+        """Start writing in the background; submit() queues from now on."""
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="mcpd-audit-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, row: dict[str, Any]) -> None:
+        """Queue one finished row (the fields of an AuditEvent)."""
+        if len(self._pending) >= MAX_PENDING:
+            lost(row, "the queue of unwritten audit rows is full")
+            return
+        self._pending.append(row)
+        self._wake.set()
+
+    def stop(self, deadline: float = STOP_DEADLINE) -> None:
+        """Write everything queued (trying for up to `deadline` seconds), then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(deadline)
+        self._thread = None
+        self._drain(time.monotonic() + 1.0)  # what the thread could not write before its deadline
+        for row in self._take(len(self._pending)):
+            lost(row, "the server stopped before the database accepted it")
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _run(self) -> None:
+        end: float | None = None
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping and end is None:
+                end = time.monotonic() + STOP_DEADLINE
+            self._drain(end)
+            if self._stopping:
+                return
+
+    def _drain(self, end: float | None) -> None:
+        """Write batches until the queue is empty (or, stopping, the deadline has passed)."""
+        while self._pending:
+            batch = self._take(MAX_BATCH)
+            if not self._write_with_retries(batch, end):
+                self._pending.extendleft(reversed(batch))  # kept, in order, for stop() to report
+                return
+
+    def _take(self, count: int) -> list[dict[str, Any]]:
+        return [self._pending.popleft() for _ in range(min(count, len(self._pending)))]
+
+    def _write_with_retries(self, batch: list[dict[str, Any]], end: float | None) -> bool:
+        """True once the batch is written; False when the stop deadline passed first."""
+        for attempt in itertools.count():
+            try:
+                self._write(batch)
+                return True
+            except Exception:
+                log.exception("could not write %d audit rows (attempt %d); retrying", len(batch), attempt + 1)
+                connection.close_if_unusable_or_obsolete()
+            pause = RETRY_PAUSES[min(attempt, len(RETRY_PAUSES) - 1)]
+            if end is not None and time.monotonic() + pause > end:
+                return False
+            time.sleep(pause)
+        raise AssertionError("unreachable")
+
+
+def insert_rows(rows: list[dict[str, Any]]) -> None:
+    """One transaction: the rows in one INSERT."""
+    with transaction.atomic():
+        AuditEvent.objects.bulk_create([AuditEvent(**row) for row in rows])
+
+
+def lost(row: dict[str, Any], why: str) -> None:
+    """Log and count an audit row that will never be written."""
+    AUDIT_WRITE_FAILURES.inc()
+    log.error("AUDIT ROW LOST for inference request %s (llm %r, status %s): %s", row.get("request_id"),
+              str(row.get("llm_name"))[:100], row.get("status"), why)
+
+
+WRITER = AuditWriter()
+
+
+def start() -> None:
+    """Start this process's writer (gunicorn's post_worker_init)."""
+    WRITER.start()
+
+
+def stop() -> None:
+    """Write what is queued and stop (gunicorn's worker_exit, after the last request)."""
+    WRITER.stop()
+
+
+def running() -> bool:
+    return WRITER.running
