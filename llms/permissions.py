@@ -19,6 +19,7 @@ from guardian.shortcuts import assign_perm, get_objects_for_user, remove_perm
 
 from llms.models import RUN_PERM, Llm, LlmGroupObjectPermission, LlmUserObjectPermission
 from mcpd.errors import NotFound, PermissionDenied
+from mcpd.memo import TtlMemo
 
 LLM_NAME = re.compile(r"[-a-zA-Z0-9_]{1,100}")  # what the name field (a SlugField) can hold
 
@@ -141,13 +142,20 @@ def revoke_run(holder, llm: Llm | None) -> None:
         holder.user_permissions.remove(_run_permission())
 
 
+_runnable = TtlMemo(remember=(NotFound, PermissionDenied))
+
+
 def llm_to_run(user, name: str) -> Llm:
     """The enabled Llm `name` if the user may run it. The contract's answers otherwise: 403 for a caller
     without run (whether or not the name exists), 404 only for one who may run every Llm (or that Llm).
 
-    One query on the hot path: the Llm, its secret and the caller's grant together.
+    Remembered for MCPD_AUTH_CACHE_SECONDS (mcpd/memo.py), answers and refusals alike; a lookup is one
+    query: the Llm, its secret and the caller's grant together.
     """
+    return _runnable.get((user.pk, user.is_active, user.is_superuser, name), lambda: _look_up(user, name))
 
+
+def _look_up(user, name: str) -> Llm:
     allowed_user = user.is_active and user.is_authenticated
     queryset = Llm.objects.select_related("api_key_secret")
     if allowed_user and not user.is_superuser:

@@ -7,4 +7,6 @@ class McpdConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from mcpd import schema  # noqa: F401  (registers the bearer scheme with drf-spectacular)
+        from mcpd import memo, schema  # noqa: F401  (schema registers the bearer scheme with drf-spectacular)
+
+        memo.connect_invalidation()

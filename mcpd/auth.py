@@ -14,6 +14,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 
 from mcpd import throttle
 from mcpd.errors import ApiError, AuthenticationFailed, RateLimited
+from mcpd.memo import TtlMemo
 from mcpd.models import ApiToken, digest
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,11 @@ log = logging.getLogger(__name__)
 # Addresses this process has learned, from the shared count, to be blocked: refused before any token
 # lookup, so a blocked address costs no query. The count in the database alone decides a block.
 blocked_addresses = throttle.BlockMemo()
+
+
+# Known tokens with their users, for MCPD_AUTH_CACHE_SECONDS: revoked, expired and inactive are
+# checked on them at every call, as they stood when loaded.
+_tokens = TtlMemo()
 
 
 def _bearer_parts(header: bytes) -> list[bytes] | None:
@@ -44,8 +50,9 @@ def authenticate_bearer(header: bytes | str) -> tuple[object, ApiToken] | None:
         plaintext = parts[1].decode()
     except UnicodeDecodeError:
         raise AuthenticationFailed("Invalid API token.") from None
+    sha256 = digest(plaintext)
     try:
-        token = ApiToken.objects.select_related("user").get(sha256=digest(plaintext))
+        token = _tokens.get(sha256, lambda: ApiToken.objects.select_related("user").get(sha256=sha256))
     except ApiToken.DoesNotExist:
         raise AuthenticationFailed("Invalid API token.") from None
     if token.revoked:
