@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connection
 from django.http import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -18,7 +19,7 @@ from audit.recorder import CallRecord
 from llms import proxy
 from llms.models import Llm
 from llms.permissions import llm_to_run, runnable_llms
-from llms.streaming import ProxyStream, streaming_response
+from llms.streaming import ProxyStream, answer_response, streaming_response
 from llms.validation import read_body
 from mcpd.errors import ApiError, InternalError, InvalidRequest, to_api_error
 from mcpd.middleware import client_ip
@@ -46,6 +47,13 @@ class JsonOnly(BaseContentNegotiation):
         return BodyLeftToTheView()
 
 
+def release_db_connection() -> None:
+    """Give the request's database connection back (to the pool, on PostgreSQL) before a long relay;
+    the audit row is written later on a connection of its own. Inside a transaction (a test's) it stays."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
 class InferenceView(APIView):
     """Shared by both inference routes: one audit record per request, whatever happens."""
 
@@ -71,8 +79,9 @@ class InferenceView(APIView):
         llm = llm_to_run(request.user, name)
         result = proxy.chat_completion(llm, body, self.record)
         if isinstance(result, ProxyStream):
+            release_db_connection()  # a stream may last minutes: it holds no database connection meanwhile
             return streaming_response(result)
-        return Response(result)
+        return answer_response(result)
 
     def handle_exception(self, exc: Exception) -> Response:
         """Failures before the proxy owned the record (auth, permissions, body) are audited here."""

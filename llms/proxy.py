@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
 from audit.recorder import CallRecord
@@ -16,19 +17,22 @@ from llms.adapters import get_adapter
 from llms.adapters.base import Adapter, Target
 from llms.models import Llm
 from llms.scrub import Scrubber, scrub_error
-from llms.streaming import ProxyStream
+from llms.streaming import Answer, ProxyStream
 from llms.validation import validate_chat_request
+from mcpd import wirejson
 from mcpd.errors import ApiError, UpstreamError
+from mcpd.memo import TtlMemo
 from secrets_app.backends import SecretUnavailable, resolve
 
 log = logging.getLogger(__name__)
 
 
 @sensitive_variables("target", "scrub", "upstream")
-def chat_completion(llm: Llm, body: dict[str, Any], record: CallRecord) -> dict[str, Any] | ProxyStream:
-    """Answer one chat.completions body with the Llm: a chat.completion dict, or a ProxyStream to relay.
+def chat_completion(llm: Llm, body: dict[str, Any], record: CallRecord) -> Answer | ProxyStream:
+    """Answer one chat.completions body with the Llm: an Answer (a chat.completion), or a ProxyStream.
 
-    Every path ends the record: here for answers and errors, in ProxyStream.close() for streams.
+    Every path ends the record: here for errors, in close() of the Answer or the ProxyStream otherwise
+    (whoever relays them calls it once the client has the bytes).
     """
     record.set_llm(llm.name, llm.provider, llm.model)
     scrub = Scrubber(None)
@@ -49,8 +53,16 @@ def chat_completion(llm: Llm, body: dict[str, Any], record: CallRecord) -> dict[
         raise
 
 
-@sensitive_variables("api_key")
+# Resolved keys (a vault read, a file read or a decryption each) for MCPD_AUTH_CACHE_SECONDS.
+_targets = TtlMemo()
+
+
 def _target(llm: Llm) -> Target:
+    return _targets.get(llm.pk, lambda: _resolve_target(llm))
+
+
+@sensitive_variables("api_key")
+def _resolve_target(llm: Llm) -> Target:
     api_key = None
     if llm.api_key_secret is not None:
         try:
@@ -65,17 +77,19 @@ def _target(llm: Llm) -> Target:
 
 
 def _answer(adapter: Adapter, upstream: transport.UpstreamResponse, record: CallRecord,
-            scrub: Scrubber) -> dict[str, Any]:
+            scrub: Scrubber) -> Answer:
     try:
         if upstream.status >= 300:
             raise adapter.to_error(upstream.status, upstream.error_payload(), upstream.retry_after)
-        completion, usage = adapter.parse_response(upstream.json(redact=scrub.chunk))
+        raw = upstream.body(redact=scrub.chunk)
+        payload = upstream.parse(raw)
+        completion, usage = adapter.parse_response(payload)
     finally:
         upstream.close()
     record.set_usage(usage.prompt_tokens, usage.completion_tokens)
     record.ok()
-    record.finish()
-    return completion
+    # A passthrough hands back the provider's own object: its bytes are relayed as they came.
+    return Answer(raw if completion is payload else wirejson.dumps(completion), record)
 
 
 def _open_stream(adapter: Adapter, upstream: transport.UpstreamResponse, body: dict[str, Any],
@@ -89,4 +103,5 @@ def _open_stream(adapter: Adapter, upstream: transport.UpstreamResponse, body: d
         if upstream.status >= 300:
             raise adapter.to_error(upstream.status, payload, upstream.retry_after)
         raise UpstreamError("The provider answered a streaming request without an event stream.")
-    return ProxyStream(upstream, adapter.stream_translator(body), record, scrub)
+    return ProxyStream(upstream, adapter.stream_translator(body), record, scrub,
+                       keepalive=settings.STREAM_KEEPALIVE_SECONDS)

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 
 from llms.adapters.base import OutChunk, StreamTranslator
+from llms.heartbeat import Heartbeat
 from llms.scrub import Scrubber, scrub_error
 from mcpd import wirejson
 from mcpd.errors import ApiError, InternalError, UpstreamError
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from llms.transport import UpstreamResponse
 
 SSE_DONE = b"data: [DONE]\n\n"
+SSE_KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: clients ignore it
+DRAIN_TIMEOUT = 1.0  # seconds to wait for the end of a body after the provider's last event
 log = logging.getLogger(__name__)
 
 
@@ -27,14 +30,32 @@ def sse(chunk: OutChunk | dict) -> bytes:
     return b"data: " + data + b"\n\n"
 
 
+class Answer:
+    """A whole (non-streamed) answer: its JSON bytes. close() ends the call's audit record, once the
+    bytes have gone out (the view registers it with the response)."""
+
+    def __init__(self, body: bytes, record: CallRecord):
+        self.body, self._record = body, record
+
+    def json(self) -> dict:
+        """The answer as a dict (for callers that read it, such as `manage.py llm test`)."""
+        return wirejson.loads(self.body)
+
+    def close(self) -> None:
+        """Safe to call twice."""
+        self._record.finish()
+
+
 class ProxyStream:
     """The body of a streamed answer. Django calls close() when the response ends or the client goes
     away; close() is the single exit: it drops the upstream connection and writes the audit row."""
 
     def __init__(self, upstream: UpstreamResponse, translator: StreamTranslator, record: CallRecord,
-                 scrub: Scrubber | None = None):
+                 scrub: Scrubber | None = None, keepalive: float = 0.0):
         self._upstream, self._translator, self._record = upstream, translator, record
         self._scrub = scrub or Scrubber(None)
+        self._keepalive = keepalive
+        self._events: Heartbeat | None = None
         self._gen: Iterator[bytes] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
@@ -44,7 +65,11 @@ class ProxyStream:
     def _frames(self) -> Iterator[bytes]:
         try:
             redact = self._scrub.chunk
-            for event in self._upstream.events():
+            self._events = Heartbeat(self._upstream.events(), self._keepalive)
+            for event in self._events:
+                if event is None:  # the provider has been silent for a while
+                    yield SSE_KEEPALIVE
+                    continue
                 for chunk in self._translator.feed(event):
                     self._record.first_token()
                     yield redact(sse(chunk))
@@ -56,7 +81,9 @@ class ProxyStream:
                 yield redact(sse(chunk))
             yield SSE_DONE
             self._record.ok()
-            self._upstream.drain()
+            # The reader goes on to the end of the body (the chunked terminator), which hands the
+            # connection back to the pool: the next call skips a TCP and TLS handshake.
+            self._events.finished(DRAIN_TIMEOUT)
         except ApiError as exc:  # the headers are gone: one error event, and no [DONE]
             scrub_error(exc, self._scrub)
             self._record.fail_mid_stream(exc)
@@ -72,10 +99,26 @@ class ProxyStream:
 
     def close(self) -> None:
         """Safe to call twice, and before any iteration."""
-        if self._gen is not None:
-            self._gen.close()
-        self._upstream.close()
-        self._record.finish()
+        try:
+            if self._gen is not None:
+                self._gen.close()
+            if self._events is not None and self._events.reading:
+                # The reader is blocked on the provider's socket: wake it and let it end first, as
+                # closing a buffered stream another thread or greenlet is reading waits for its lock.
+                self._upstream.shutdown()
+                if not self._events.finished(DRAIN_TIMEOUT):
+                    log.warning("a stream's reader did not stop; its connection is left to it")
+                    return
+            self._upstream.close()
+        finally:
+            self._record.finish()
+
+
+def answer_response(answer: Answer) -> HttpResponse:
+    """The client's response for a whole answer; the audit row is written after it has been sent."""
+    response = HttpResponse(answer.body, content_type="application/json")
+    response._resource_closers.append(answer.close)  # run by the server once the body is out
+    return response
 
 
 def streaming_response(stream: ProxyStream) -> StreamingHttpResponse:

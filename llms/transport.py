@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
@@ -23,8 +24,6 @@ from mcpd.errors import ApiError, Timeout, UpstreamError
 
 MAX_ERROR_BODY = 1024 * 1024  # a provider's error body is read up to this size
 READ_SIZE = 64 * 1024
-DRAIN_TIMEOUT = 1.0  # seconds to wait for the end of a body after the provider's last event
-DRAIN_LIMIT = 64 * 1024  # more than this after the last event: drop the connection instead
 
 
 class NoCookies(DefaultCookiePolicy):
@@ -82,11 +81,15 @@ class UpstreamResponse:
     def is_event_stream(self) -> bool:
         return self._response.headers.get("Content-Type", "").startswith("text/event-stream")
 
-    def json(self, redact: Callable[[bytes], bytes] | None = None) -> Any:
-        """The whole body as JSON (`redact` applied to its bytes first); a body that is not JSON is a 502."""
+    def body(self, redact: Callable[[bytes], bytes] | None = None) -> bytes:
+        """The whole body (`redact` applied to it)."""
         raw = self._read_all(limit=None)
+        return redact(raw) if redact else raw
+
+    def parse(self, raw: bytes) -> Any:
+        """A body as JSON; one that is not JSON is a 502."""
         try:
-            return wirejson.loads(redact(raw) if redact else raw)
+            return wirejson.loads(raw)
         except ValueError:
             raise UpstreamError(f"The {self._provider} provider sent a reply that is not JSON.") from None
 
@@ -111,22 +114,10 @@ class UpstreamResponse:
                 raise Timeout(f"The {self._provider} provider sent nothing within the read timeout.") from None
             raise UpstreamError(f"The {self._provider} provider dropped the connection mid-stream.") from None
 
-    def drain(self) -> None:
-        """After the provider's last event, read the end of the body (the chunked terminator) so the
-        connection goes back to the pool: the next stream skips a TCP and TLS handshake."""
-        raw = self._response.raw
-        sock = getattr(raw.connection, "sock", None)
-        try:
-            if sock is not None:
-                sock.settimeout(DRAIN_TIMEOUT)  # urllib3 sets the read timeout again on the next use
-            left = DRAIN_LIMIT
-            while left > 0:
-                data = raw.read1(READ_SIZE)
-                if not data:
-                    return  # the body is complete: urllib3 has released the connection to the pool
-                left -= len(data)
-        except (requests.RequestException, Urllib3Error, OSError):
-            pass  # close() drops it
+    def shutdown(self) -> None:
+        """Stop a read in progress in another thread (or greenlet): it fails at once."""
+        with contextlib.suppress(OSError, AttributeError):  # already closed
+            self._response.raw.shutdown()
 
     def close(self) -> None:
         """Close the connection (an unfinished stream is not returned to the pool: it is dropped)."""

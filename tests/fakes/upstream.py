@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -223,6 +223,8 @@ class FakeUpstream:
         self.vault: dict[str, dict[str, Any]] = {}  # "mount/path" -> the secret's data
         self.vault_token = "test-vault-token"
         self.vault_redirect: str | None = None  # a base URL: KV reads answer 307 to the same path there
+        self.vault_delay = 0.0  # seconds before each KV read is answered
+        self.on_request: Callable[[Recorded], None] | None = None  # called as each request arrives
         # Both cleared when a stream starts, so they describe the latest stream. "Aborted" is noticed when a
         # write fails or while pausing (interval > 0, hang_after); with interval 0 the kernel may
         # swallow every frame before the client's close shows, and the stream counts as completed.
@@ -276,10 +278,13 @@ class FakeUpstream:
         self.vault.clear()
         self.vault_token = "test-vault-token"
         self.vault_redirect = None
+        self.vault_delay = 0.0
         self.stream_aborted.clear()
         self.stream_completed.clear()
 
     def _record(self, rec: Recorded) -> Reply | None:
+        if self.on_request is not None:
+            self.on_request(rec)
         with self._lock:
             self.requests.append(rec)
             return self._queue.popleft() if rec.method == "POST" and self._queue else None
@@ -399,6 +404,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _vault_read(self, rec: Recorded, path: str) -> Reply:
         # KV v2 read: GET /v1/:mount/data/:path  https://developer.hashicorp.com/vault/api-docs/secret/kv/kv-v2
+        if self.fake.vault_delay:
+            time.sleep(self.fake.vault_delay)
         if self.fake.vault_redirect:
             return json_reply({}, status=307, headers={"Location": self.fake.vault_redirect + path})
         if rec.headers.get("X-Vault-Token") != self.fake.vault_token:

@@ -127,9 +127,12 @@ class Command(SubcommandCommand):
             self.fail(f"{exc.status} {exc.type}: {exc.message}")
         if isinstance(result, ProxyStream):
             self._print_stream(result)
-        else:
-            message = result["choices"][0]["message"]
-            self.stdout.write(message.get("content") or json.dumps(message.get("tool_calls")))
+            return
+        try:
+            message = result.json()["choices"][0]["message"]
+        finally:
+            result.close()
+        self.stdout.write(message.get("content") or json.dumps(message.get("tool_calls")))
 
     def _print_stream(self, stream: ProxyStream) -> None:
         error = None
