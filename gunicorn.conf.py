@@ -3,6 +3,7 @@
 import glob
 import multiprocessing
 import os
+import resource
 import tempfile
 
 # Before anything is written: the master's Prometheus directory, its workers' sample files (and
@@ -12,14 +13,25 @@ os.umask(0o077)
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-# Threads, not sync workers: a streamed answer holds its thread for the whole generation, and a
-# sync worker would hold the whole process. Each thread is one concurrent call.
-worker_class = "gthread"
-threads = int(os.environ.get("MCPD_THREADS", "16"))
-# A stream can stay silent for a long time while the provider thinks; the worker is alive meanwhile.
+# gevent: an LLM call mostly waits on the provider, and a waiting greenlet costs kilobytes, where a
+# thread per call held 16 calls per worker. Every worker patches the standard library at start (the
+# app is not preloaded, so nothing of mcpd's is imported before that in any process).
+worker_class = "gevent"
+worker_connections = int(os.environ.get("MCPD_WORKER_CONNECTIONS", "2000"))
+# Each open stream holds two sockets (the client's and the provider's): lift the soft limit on open
+# files as far as the hard limit allows, so that worker_connections streams fit in one worker.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+_wanted = 2 * worker_connections + 256
+if _soft != resource.RLIM_INFINITY and _soft < _wanted:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_wanted if _hard == resource.RLIM_INFINITY else min(_wanted, _hard),
+                                                _hard))
+# The worker's heartbeat to the master runs in its own greenlet: a silent stream never trips it.
 timeout = int(os.environ.get("MCPD_WORKER_TIMEOUT", "660"))
-graceful_timeout = 30
-keepalive = 5
+# On SIGTERM or SIGHUP (reload), open streams get this long to finish before their worker is stopped.
+graceful_timeout = int(os.environ.get("MCPD_GRACEFUL_TIMEOUT", "60"))
+# How long an idle client connection is kept for its next request (behind a load balancer, longer than
+# the balancer's own idle timeout). A graceful stop waits for these too.
+keepalive = int(os.environ.get("MCPD_KEEPALIVE", "5"))
 accesslog = os.environ.get("MCPD_ACCESS_LOG", "-")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
@@ -51,3 +63,16 @@ def child_exit(server, worker):
 
 def on_exit(server):
     _clear_metrics()
+
+
+def post_worker_init(worker):
+    from audit import writer  # the app is loaded by now
+
+    writer.start()
+
+
+def worker_exit(server, worker):
+    """After the worker's last request (graceful stop): the audit rows still queued are written."""
+    from audit import writer
+
+    writer.stop()

@@ -60,7 +60,8 @@ def _private_sqlite(name: str) -> None:
             _tighten(path, 0o600)
 
 
-DATA_DIR = Path(env.str("MCPD_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+# An empty MCPD_DATA_DIR is the default too, never the current directory.
+DATA_DIR = Path(env.str("MCPD_DATA_DIR", default="") or BASE_DIR / "var").resolve()
 _private_dir(DATA_DIR)
 (DATA_DIR / "static").mkdir(exist_ok=True)
 
@@ -81,6 +82,12 @@ ALLOWED_HOSTS = env.list("MCPD_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"
 CSRF_TRUSTED_ORIGINS = env.list("MCPD_CSRF_TRUSTED_ORIGINS", default=[])
 
 MAX_BODY_BYTES = env.int("MCPD_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+# How long a process remembers tokens, grants and Llms (mcpd/memo.py): the bound on how late a
+# revocation or a catalogue change takes effect on other workers and hosts. 0: ask the database each call.
+AUTH_CACHE_SECONDS = env.float("MCPD_AUTH_CACHE_SECONDS", default=5.0)
+# An SSE comment goes out after this many seconds without a provider event, so that proxies and load
+# balancers do not cut a long silence (a model thinking) and a client's disconnect is noticed.
+STREAM_KEEPALIVE_SECONDS = env.float("MCPD_STREAM_KEEPALIVE_SECONDS", default=15.0)
 UPSTREAM_CONNECT_TIMEOUT = env.float("MCPD_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 UPSTREAM_READ_TIMEOUT = env.float("MCPD_UPSTREAM_READ_TIMEOUT", default=600.0)
 VAULT_ADDR = env.str("VAULT_ADDR", default="")
@@ -153,8 +160,18 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'mcpd.sqlite3'}")}
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("MCPD_DB_CONN_MAX_AGE", default=60))
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Under gevent every request is a greenlet with a connection of its own: one kept past the request would
+# outlive its greenlet. So connections close when the request ends; PostgreSQL's come from a pool
+# (MCPD_DB_POOL_SIZE per worker process, keep workers x hosts x size below max_connections). The hot
+# path needs none in the steady state (the caches of llms/callers.py; audit rows go to audit.writer).
+DB_POOL_SIZE = env.int("MCPD_DB_POOL_SIZE", default=10)
+DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_SIZE > 0:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1, "max_size": DB_POOL_SIZE, "timeout": env.float("MCPD_DB_POOL_TIMEOUT", default=30.0),
+    }
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let several gunicorn workers share the embedded database.
     DATABASES["default"].setdefault("OPTIONS", {}).update(

@@ -4,6 +4,7 @@
 set -euo pipefail
 PGROOT=${MCPD_TEST_PG_ROOT:-/tmp/mcpd-test-pg}
 PGPORT=${MCPD_TEST_PG_PORT:-55432}
+PGMAXCONN=${MCPD_TEST_PG_MAX_CONNECTIONS:-100}
 
 find_bin() {
   local dir
@@ -34,7 +35,7 @@ else
   [ "$(id -u)" = 0 ] && chown postgres "$PGROOT"
   as_pg "$bin/initdb" -D "$PGROOT/data" -U mcpd --auth=trust -E UTF8 >/dev/null
   as_pg "$bin/pg_ctl" -D "$PGROOT/data" -l "$PGROOT/log" -w \
-    -o "-p $PGPORT -k $PGROOT -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    -o "-p $PGPORT -k $PGROOT -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=$PGMAXCONN" \
     start >/dev/null
 fi
 echo "postgres://mcpd@127.0.0.1:$PGPORT/mcpd"

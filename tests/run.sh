@@ -19,5 +19,7 @@ $PYTEST -n 2 --dist loadgroup -p no:cacheprovider "$@"
 echo "--> on PostgreSQL (the database paths: API, commands, tokens, permissions, secrets, audit)"
 PG_URL=$(bash tests/pg.sh)
 trap 'bash tests/pg.sh stop' EXIT
-DATABASE_URL=$PG_URL $PYTEST -n 2 -p no:cacheprovider \
+# In-process tests open and drop test databases: a connection pool would keep connections to them
+# open (the pool is the server's, tested in tests/e2e/test_scale.py on a PostgreSQL of its own).
+DATABASE_URL=$PG_URL MCPD_DB_POOL_SIZE=0 $PYTEST -n 2 -p no:cacheprovider \
   tests/api tests/commands tests/unit/test_foundation_*.py "$@"

@@ -12,6 +12,7 @@ Tests that need a server configured differently start their own with ``running_s
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -68,7 +69,7 @@ def _server_env(data_dir: Path, tmp_dir: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCPD_", "DJANGO_"))}
     for name in ("DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR"):
         env.pop(name, None)
-    env.update(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2", MCPD_THREADS="4",
+    env.update(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2", MCPD_KEEPALIVE="1",
                MCPD_DEBUG="false", MCPD_DATA_DIR=str(data_dir), TMPDIR=str(tmp_dir), PYTHONUNBUFFERED="1")
     return env
 
@@ -103,23 +104,41 @@ def _stop(server: Server) -> int:
     return process.returncode
 
 
+_prepared: list[Path] = []  # a data dir set up as `make run` does, copied for the next servers
+
+
+def _prepare(server: Server) -> None:
+    """migrate and collectstatic, as `make run` does; a later server of the session starts from a copy
+    of the first one's result (both take seconds, and every such server needs the same)."""
+    fresh = not server.data_dir.exists() and "DATABASE_URL" not in server.env  # a copy holds SQLite's tables
+    if fresh and _prepared:
+        shutil.copytree(_prepared[0], server.data_dir)
+        return
+    server.manage("migrate", "--no-input")
+    server.manage("collectstatic", "--no-input", "-v0")
+    if fresh:
+        template = server.tmp_dir.parent / "prepared-data-dir"
+        shutil.copytree(server.data_dir, template)
+        _prepared.append(template)
+
+
 @contextmanager
-def running_server(tmp_path_factory, *, env: dict[str, str] | None = None,
-                   args: Sequence[str] = ()) -> Iterator[Server]:
+def running_server(tmp_path_factory, *, env: dict[str, str] | None = None, args: Sequence[str] = (),
+                   data_dir: Path | None = None) -> Iterator[Server]:
     """mcpd served by gunicorn as `make run` does, on a fresh SQLite data dir, until the block ends.
 
-    `env` adds to the server's environment (settings), `args` to gunicorn's command line.
+    `env` adds to the server's environment (settings; a DATABASE_URL there moves it to that database),
+    `args` to gunicorn's command line; `data_dir` shares another server's data dir (and database).
     """
     if os.environ.get("DATABASE_URL"):
         pytest.skip("the e2e tests exercise `make run`'s embedded SQLite default; DATABASE_URL is set")
-    data_dir = tmp_path_factory.mktemp("mcpd") / "var"  # not there yet: mcpd creates it
+    data_dir = data_dir or tmp_path_factory.mktemp("mcpd") / "var"  # not there yet: mcpd creates it
     tmp_dir = tmp_path_factory.mktemp("mcpd-tmp")
     port = free_port()
     server = Server(url=f"http://127.0.0.1:{port}", data_dir=data_dir, tmp_dir=tmp_dir,
                     env={**_server_env(data_dir, tmp_dir, port), **(env or {})},
                     log_path=tmp_path_factory.mktemp("mcpd-log") / "gunicorn.log")
-    server.manage("migrate", "--no-input")
-    server.manage("collectstatic", "--no-input", "-v0")
+    _prepare(server)
     with server.log_path.open("wb") as log:
         server.process = subprocess.Popen([str(GUNICORN), "-c", "gunicorn.conf.py", *args, "mcpd.wsgi"], cwd=ROOT,
                                           env=server.env, stdout=log, stderr=subprocess.STDOUT,
@@ -130,6 +149,24 @@ def running_server(tmp_path_factory, *, env: dict[str, str] | None = None,
     finally:
         status = _stop(server)
     assert status == 0, f"gunicorn exited {status} after SIGTERM:\n{server.log()}"
+
+
+@pytest.fixture(scope="session")
+def small_postgres() -> Iterator[str]:
+    """A PostgreSQL of its own (tests/pg.sh) that allows only 50 connections; the URL of a fresh database."""
+    env = {**os.environ, "MCPD_TEST_PG_PORT": "55435", "MCPD_TEST_PG_MAX_CONNECTIONS": "50",
+           "MCPD_TEST_PG_ROOT": "/tmp/mcpd-test-pg-small"}
+    url = subprocess.run(["bash", "tests/pg.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    import psycopg
+
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as db:
+        db.execute("DROP DATABASE IF EXISTS mcpd_scale")
+        db.execute("CREATE DATABASE mcpd_scale")
+    try:
+        yield url.rsplit("/", 1)[0] + "/mcpd_scale"
+    finally:
+        subprocess.run(["bash", "tests/pg.sh", "stop"], cwd=ROOT, env=env, check=False)
 
 
 @pytest.fixture(scope="session")
