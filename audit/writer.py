@@ -30,6 +30,9 @@ from mcpd.metrics import AUDIT_WRITE_FAILURES
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500  # rows per INSERT
+# At most one write this often: under gevent a write holds the worker (SQLite's calls do not yield),
+# so rows are gathered rather than written one by one between calls.
+WRITE_INTERVAL = 0.1
 MAX_PENDING = 200_000  # rows kept while the database is unreachable; beyond this they are dropped (logged)
 RETRY_PAUSES = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts while the database refuses a batch
 STOP_DEADLINE = 20.0  # seconds stop() keeps trying to write what is queued
@@ -42,6 +45,7 @@ class AuditWriter:
         self._write = write or insert_rows
         self._pending: deque[dict[str, Any]] = deque()
         self._wake = threading.Event()
+        self._stop_requested = threading.Event()  # ends a pause early
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -52,6 +56,7 @@ class AuditWriter:
     def start(self) -> None:
         """Start writing in the background; submit() queues from now on."""
         self._stopping = False
+        self._stop_requested.clear()
         self._thread = threading.Thread(target=self._run, name="mcpd-audit-writer", daemon=True)
         self._thread.start()
 
@@ -66,6 +71,7 @@ class AuditWriter:
     def stop(self, deadline: float = STOP_DEADLINE) -> None:
         """Write everything queued (trying for up to `deadline` seconds), then stop."""
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(deadline)
@@ -79,11 +85,17 @@ class AuditWriter:
 
     def _run(self) -> None:
         end: float | None = None
+        last_write = 0.0
         while True:
             self._wake.wait()
+            if not self._stopping:  # gather what comes in the meantime, unless stopping
+                pause = last_write + WRITE_INTERVAL - time.monotonic()
+                if pause > 0 and len(self._pending) < MAX_BATCH:
+                    self._stop_requested.wait(pause)
             self._wake.clear()
             if self._stopping and end is None:
                 end = time.monotonic() + STOP_DEADLINE
+            last_write = time.monotonic()
             self._drain(end)
             if self._stopping:
                 return
