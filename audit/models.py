@@ -8,6 +8,15 @@ from django.db import models
 INFERENCE = "llm_inference_call"
 
 
+class Api(models.TextChoices):
+    """The inbound API of an inference call."""
+
+    CHAT_COMPLETIONS = "chat_completions", "chat.completions"
+    MESSAGES = "messages", "Anthropic Messages"
+    RESPONSES = "responses", "Responses"
+    COUNT_TOKENS = "count_tokens", "count_tokens"
+
+
 class Outcome(models.TextChoices):
     OK = "ok", "ok"
     ERROR = "error", "error"
@@ -31,6 +40,11 @@ class AuditEvent(models.Model):
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cache_read_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Prompt tokens read from "
+                                                    "the provider's prompt cache (part of prompt_tokens).")
+    cache_write_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Prompt tokens written to "
+                                                     "the provider's prompt cache (part of prompt_tokens).")
+    api = models.CharField(max_length=20, choices=Api.choices, blank=True, help_text="The inbound API.")
     error = models.TextField(blank=True)
     request_id = models.CharField(max_length=128, blank=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)

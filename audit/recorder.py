@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -55,24 +57,38 @@ def fit_columns(fields: dict[str, Any]) -> dict[str, Any]:
             for name, value in fields.items()}
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who makes an inference call, as the audit row records it: handed by each entry point (a view,
+    `manage.py llm test`, the shell) to the service, which owns the call's record."""
+
+    user: Any = None
+    token_sha: str = ""  # hex SHA-256 of the bearer token; empty for a session or a command
+    request_id: str = ""
+    client_ip: str | None = None
+    actor: str = ""  # who acts when there is no user, e.g. "manage.py llm test"
+
+
 class CallRecord:
     """One inference call: started -> (fields filled as it goes) -> finish() writes exactly one row.
 
     `outcome` starts as client_disconnected: a stream that is closed before it completes keeps it.
     """
 
-    def __init__(self, *, user, token_sha: str, request_id: str, client_ip: str | None, streaming: bool):
+    def __init__(self, caller: Caller, *, api: str, streaming: bool):
         self.started = time.monotonic()
         self.first_token_at: float | None = None
         self.finished = False
         self.llm_resolved = False  # only a found Llm's name may become a metrics label
+        user = caller.user if getattr(caller.user, "pk", None) else None
         self.fields: dict[str, Any] = {
             "kind": INFERENCE,
-            "user": user if getattr(user, "pk", None) else None,
-            "actor": getattr(user, "username", "") or "",
-            "token_sha": token_sha,
-            "request_id": request_id,
-            "client_ip": client_ip,
+            "api": api,
+            "user": user,
+            "actor": getattr(user, "username", "") or caller.actor,
+            "token_sha": caller.token_sha,
+            "request_id": caller.request_id or uuid.uuid4().hex,
+            "client_ip": caller.client_ip,
             "streaming": streaming,
             "outcome": Outcome.CLIENT_DISCONNECTED,
             "status": 200,
@@ -91,8 +107,10 @@ class CallRecord:
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
 
-    def set_usage(self, prompt_tokens: int | None, completion_tokens: int | None) -> None:
-        self.fields.update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    def set_usage(self, usage) -> None:
+        """Token counts as the provider reported them (a Usage; None where it did not say)."""
+        self.fields.update(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                           cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens)
 
     def ok(self, status: int = 200) -> None:
         self.fields.update(outcome=Outcome.OK, status=status)
@@ -144,3 +162,11 @@ def _insert(fields: dict[str, Any]) -> None:
             AuditEvent.objects.create(**fields)
     else:
         AuditEvent.objects.create(**fields)
+
+
+def refused(caller: Caller, *, api: str, llm_name: str, error: Any, status: int, streaming: bool = False) -> None:
+    """The one audit row of a call refused before the service took it (401, 403/404, a bad body)."""
+    record = CallRecord(caller, api=api, streaming=streaming)
+    record.requested(llm_name)
+    record.fail(error, status=status)
+    record.finish()

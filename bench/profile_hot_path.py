@@ -27,7 +27,7 @@ HOT_PATH = [
     ("      DRF initial (auth, permissions, throttles)", "rest_framework/views.py", "initial"),
     ("        bearer auth: authenticate_bearer", "mcpd/auth.py", "authenticate_bearer"),
     ("          ApiToken.touch", "mcpd/models.py", "touch"),
-    ("      read_body (orjson.loads)", "llms/validation.py", "read_body"),
+    ("      read_body (orjson.loads)", "mcpd/http.py", "read_body"),
     ("      llm_to_run", "llms/permissions.py", "llm_to_run"),
     ("        can_run", "llms/permissions.py", "can_run"),
     ("          may_run_every (user.has_perm)", "llms/permissions.py", "may_run_every"),
@@ -63,7 +63,7 @@ def components(mcpd: Mcpd, upstream: Upstream, n: int, whole: float) -> None:
     import urllib3
     from django.contrib.auth import get_user_model
 
-    from audit.recorder import CallRecord
+    from audit.recorder import Caller, CallRecord
     from llms import proxy, transport
     from llms.models import Llm
     from llms.permissions import can_run, llm_to_run, may_run_every
@@ -81,7 +81,7 @@ def components(mcpd: Mcpd, upstream: Upstream, n: int, whole: float) -> None:
     pool = urllib3.PoolManager()
 
     def record(_=None) -> CallRecord:
-        return CallRecord(user=None, token_sha="", request_id="bench", client_ip=None, streaming=False)
+        return CallRecord(Caller(request_id="bench"), api="chat_completions", streaming=False)
 
     def with_perms():
         user = fresh_user()
@@ -102,7 +102,7 @@ def components(mcpd: Mcpd, upstream: Upstream, n: int, whole: float) -> None:
             lambda: Llm.objects.select_related("api_key_secret").filter(name=mcpd.llm).first(), n)),
         ("  can_run's per-object EXISTS (model perms cached)", median_ms(lambda u: can_run(u, llm), n, with_perms)),
         ("proxy.chat_completion (upstream call + audit INSERT)", median_ms(
-            lambda: proxy.chat_completion(llm, dict(body), record()), n)),
+            lambda: proxy.chat_completion(Caller(request_id="bench"), llm, dict(body)).close(), n)),
         ("  CallRecord.finish (audit INSERT)", median_ms(lambda r: r.finish(), n, finished_record)),
         ("  resolve(secret): Fernet decrypt", median_ms(lambda: resolve(llm.api_key_secret), n)),
         ("  transport.SESSION.post + .content (requests)", median_ms(lambda: transport.SESSION.post(

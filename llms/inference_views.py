@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.db import connection
@@ -15,13 +16,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.recorder import CallRecord
+from audit.models import Api
+from audit.recorder import Caller, refused
 from llms import proxy
 from llms.models import Llm
 from llms.permissions import llm_to_run, runnable_llms
-from llms.streaming import ProxyStream, answer_response, streaming_response
-from llms.validation import read_body
-from mcpd.errors import ApiError, InternalError, InvalidRequest, to_api_error
+from llms.streaming import Answer, ProxyStream, answer_response, streaming_response
+from mcpd.errors import ApiError, InternalError, InvalidRequest
+from mcpd.http import read_body
 from mcpd.middleware import client_ip
 from mcpd.models import ApiToken
 from mcpd.schema import CHAT_RESPONSES, error_responses
@@ -55,53 +57,58 @@ def release_db_connection() -> None:
 
 
 class InferenceView(APIView):
-    """Shared by both inference routes: one audit record per request, whatever happens."""
+    """The inference routes' common part: authenticate, find the Llm, hand the call to the service.
+
+    A call refused before the service takes it (authentication, permission, body) gets its one audit
+    row here (audit.recorder.refused); the service records every call it takes.
+    """
 
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JsonOnly
-    record: CallRecord | None = None
+    api = Api.CHAT_COMPLETIONS
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        self.record = None
-        self._stream_requested = False
+        self._served, self._name, self._streaming = False, kwargs.get("name", ""), False
         super().initial(request, *args, **kwargs)  # authentication and IsAuthenticated happen here
 
-    def _new_record(self, request: Request) -> CallRecord:
-        token = request.auth if isinstance(request.auth, ApiToken) else None
-        user = request.user if request.user.is_authenticated else None
-        return CallRecord(user=user, token_sha=token.sha256 if token else "", request_id=request._request.request_id,
-                          client_ip=client_ip(request), streaming=self._stream_requested)
+    def caller(self) -> Caller:
+        """Who calls, for the audit row (no user when authentication failed)."""
+        request = self.request
+        anonymous = Caller(request_id=request._request.request_id, client_ip=client_ip(request))
+        try:
+            user, token = request.user, request.auth
+        except ApiError:  # authentication itself failed (it is tried again on each access)
+            return anonymous
+        if not user.is_authenticated:
+            return anonymous
+        return replace(anonymous, user=user, token_sha=token.sha256 if isinstance(token, ApiToken) else "")
 
-    def infer(self, request: Request, name: str, body: dict[str, Any]) -> HttpResponseBase:
-        self._stream_requested = body.get("stream") is True
-        self.record = self._new_record(request)
-        self.record.requested(name)
-        llm = llm_to_run(request.user, name)
-        result = proxy.chat_completion(llm, body, self.record)
+    def serve(self, name: str, body: dict[str, Any]) -> HttpResponseBase:
+        """Run the body on the Llm `name`, if the caller may."""
+        self._name, self._streaming = name, body.get("stream") is True
+        llm = llm_to_run(self.request.user, name)
+        self._served = True
+        return self.respond(self.run(self.caller(), llm, body))
+
+    def run(self, caller: Caller, llm: Llm, body: dict[str, Any]) -> Answer | ProxyStream:
+        return proxy.chat_completion(caller, llm, body, api=self.api)
+
+    def respond(self, result: Answer | ProxyStream) -> HttpResponseBase:
         if isinstance(result, ProxyStream):
             release_db_connection()  # a stream may last minutes: it holds no database connection meanwhile
             return streaming_response(result)
         return answer_response(result)
 
-    def handle_exception(self, exc: Exception) -> Response:
-        """Failures before the proxy owned the record (auth, permissions, body) are audited here."""
-        record = self.record
-        if record is None:
-            try:
-                record = self._new_record(self.request)
-            except ApiError:  # authentication itself failed: audit without a user
-                record = CallRecord(user=None, token_sha="", request_id=self.request._request.request_id,
-                                    client_ip=client_ip(self.request), streaming=self._stream_requested)
-            record.requested(self.kwargs.get("name", ""))
-        response = super().handle_exception(exc)
-        if not record.finished:
-            error = to_api_error(exc)
-            if error is None:  # an unexpected exception's text could hold anything: the row names its type only
-                error = InternalError(f"Internal server error ({type(exc).__name__}).")
-            else:  # the error actually sent: the throttle may have turned a 401 into a 429
-                error = getattr(response, "api_error", error)
-            record.fail(error, status=response.status_code)
-            record.finish()
+    def handle_exception(self, exc: Exception) -> HttpResponseBase:
+        response = super().handle_exception(exc)  # the contract's error body (mcpd.drf.exception_handler)
+        # The error actually sent (the throttle may have turned a 401 into a 429); an unexpected
+        # exception's text could hold anything: the audit row names its type only.
+        error = getattr(response, "api_error", None)
+        if error is None or isinstance(error, InternalError) and not isinstance(exc, ApiError):
+            error = InternalError(f"Internal server error ({type(exc).__name__}).")
+        if not self._served:
+            refused(self.caller(), api=self.api, llm_name=self._name, error=error, status=response.status_code,
+                    streaming=self._streaming)
         return response
 
 
@@ -111,7 +118,7 @@ class Infer(InferenceView):
     @extend_schema(operation_id="llm_infer", request=OpenApiTypes.OBJECT, responses=CHAT_RESPONSES,
                    summary="Run an OpenAI chat.completions request on the Llm named in the path.")
     def post(self, request: Request, name: str) -> HttpResponseBase:
-        return self.infer(request, name, read_body(request))
+        return self.serve(name, read_body(request))
 
 
 class ChatCompletions(InferenceView):
@@ -121,12 +128,16 @@ class ChatCompletions(InferenceView):
                    summary="OpenAI-compatible chat.completions: `model` is the name of an Llm.")
     def post(self, request: Request) -> HttpResponseBase:
         body = read_body(request)
-        self._stream_requested = body.get("stream") is True
-        name = body.get("model")
-        if not isinstance(name, str) or not name:
-            raise InvalidRequest("'model' is required: the name of an Llm (see GET /v1/models).")
-        self.kwargs["name"] = name
-        return self.infer(request, name, body)
+        self._streaming = body.get("stream") is True
+        return self.serve(model_named(body), body)
+
+
+def model_named(body: dict[str, Any]) -> str:
+    """The Llm a /v1/ body names in `model` (a 400 without one)."""
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("'model' is required: the name of an Llm (see GET /v1/models).")
+    return name
 
 
 def model_entry(llm: Llm) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.db.models import BooleanField, Exists, OuterRef, QuerySet
+from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from guardian.shortcuts import assign_perm, get_objects_for_user, remove_perm
 
@@ -77,23 +77,23 @@ def can_run(user, llm: Llm) -> bool:
 
 
 def runnable_llms(user) -> QuerySet[Llm]:
-    """The Llms this user may run (enabled or not: callers filter as they need)."""
+    """The Llms this user may run (enabled or not: callers filter as they need). The same predicate as
+    can_run and llm_to_run: one SQL expression of every kind of grant."""
     if not user.is_active or not user.is_authenticated:
         return Llm.objects.none()
-    if may_run_every(user):
+    if user.is_superuser:
         return Llm.objects.all()
-    return get_objects_for_user(user, RUN_PERM, klass=Llm, accept_global_perms=False)
+    return _annotate_may_run(Llm.objects.all(), user).filter(may_run=True)
 
 
 def visible_llms(user) -> QuerySet[Llm]:
     """The catalogue entries this user may see: those they may run or view."""
     if not user.is_active or not user.is_authenticated:
         return Llm.objects.none()
-    if user.is_superuser or user.has_perm("llms.view_llm") or may_run_every(user):
+    if user.is_superuser or user.has_perm("llms.view_llm"):
         return Llm.objects.all()
-    return get_objects_for_user(
-        user, [RUN_PERM, "llms.view_llm"], klass=Llm, any_perm=True, accept_global_perms=False
-    )
+    viewable = get_objects_for_user(user, "llms.view_llm", klass=Llm, accept_global_perms=False).values("pk")
+    return _annotate_may_run(Llm.objects.all(), user).filter(Q(may_run=True) | Q(pk__in=viewable))
 
 
 def is_in_use(llm: Llm) -> bool:

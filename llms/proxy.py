@@ -11,16 +11,18 @@ from typing import Any
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
-from audit.recorder import CallRecord
+from audit.models import Api
+from audit.recorder import Caller, CallRecord
 from llms import transport
 from llms.adapters import get_adapter
 from llms.adapters.base import Adapter, Target
+from llms.adapters.errors import bad_response
 from llms.models import Llm
 from llms.scrub import Scrubber, scrub_error
 from llms.streaming import Answer, ProxyStream
 from llms.validation import validate_chat_request
 from mcpd import wirejson
-from mcpd.errors import ApiError, UpstreamError
+from mcpd.errors import SECRET_UNAVAILABLE, ApiError, InternalError, UpstreamError
 from mcpd.memo import TtlMemo
 from secrets_app.backends import SecretUnavailable, resolve
 
@@ -28,12 +30,15 @@ log = logging.getLogger(__name__)
 
 
 @sensitive_variables("target", "scrub", "upstream")
-def chat_completion(llm: Llm, body: dict[str, Any], record: CallRecord) -> Answer | ProxyStream:
-    """Answer one chat.completions body with the Llm: an Answer (a chat.completion), or a ProxyStream.
+def chat_completion(caller: Caller, llm: Llm, body: dict[str, Any], *,
+                    api: str = Api.CHAT_COMPLETIONS) -> Answer | ProxyStream:
+    """Answer one chat.completions body with the Llm for the caller: an Answer (a chat.completion), or a
+    ProxyStream of chat.completion.chunk events.
 
-    Every path ends the record: here for errors, in close() of the Answer or the ProxyStream otherwise
-    (whoever relays them calls it once the client has the bytes).
+    The service owns the call's audit record: it ends here for errors, and in the close() of the Answer
+    or the ProxyStream otherwise (whoever relays them calls it once the client has the bytes).
     """
+    record = CallRecord(caller, api=api, streaming=body.get("stream") is True)
     record.set_llm(llm.name, llm.provider, llm.model)
     scrub = Scrubber(None)
     try:
@@ -49,6 +54,10 @@ def chat_completion(llm: Llm, body: dict[str, Any], record: CallRecord) -> Answe
     except ApiError as exc:
         scrub_error(exc, scrub)
         record.fail(exc)
+        record.finish()
+        raise
+    except Exception as exc:  # a bug: the call is audited all the same, naming only the exception's type
+        record.fail(InternalError(f"Internal server error ({type(exc).__name__})."))
         record.finish()
         raise
 
@@ -71,7 +80,7 @@ def _resolve_target(llm: Llm) -> Target:
             log.warning("inference on %s: %s", llm.name, exc)
             # Which variable, file or vault path failed is the operator's business, not the caller's.
             raise UpstreamError(f"The API key of Llm '{llm.name}' is unavailable on the server.",
-                                code="secret_unavailable", detail=str(exc)) from None
+                                code=SECRET_UNAVAILABLE, detail=str(exc)) from None
     return Target(base_url=llm.effective_base_url, model=llm.model, api_key=api_key,
                   default_max_tokens=llm.default_max_tokens)
 
@@ -86,7 +95,7 @@ def _answer(adapter: Adapter, upstream: transport.UpstreamResponse, record: Call
         completion, usage = adapter.parse_response(payload)
     finally:
         upstream.close()
-    record.set_usage(usage.prompt_tokens, usage.completion_tokens)
+    record.set_usage(usage)
     record.ok()
     # A passthrough hands back the provider's own object: its bytes are relayed as they came.
     return Answer(raw if completion is payload else wirejson.dumps(completion), record)
@@ -102,6 +111,6 @@ def _open_stream(adapter: Adapter, upstream: transport.UpstreamResponse, body: d
             upstream.close()
         if upstream.status >= 300:
             raise adapter.to_error(upstream.status, payload, upstream.retry_after)
-        raise UpstreamError("The provider answered a streaming request without an event stream.")
+        raise bad_response(upstream.provider, "no event stream in answer to a streaming request")
     return ProxyStream(upstream, adapter.stream_translator(body), record, scrub,
                        keepalive=settings.STREAM_KEEPALIVE_SECONDS)

@@ -12,7 +12,7 @@ from llms.adapters.base import OutChunk, StreamTranslator
 from llms.heartbeat import Heartbeat
 from llms.scrub import Scrubber, scrub_error
 from mcpd import wirejson
-from mcpd.errors import ApiError, InternalError, UpstreamError
+from mcpd.errors import UPSTREAM_STREAM_INCOMPLETE, ApiError, InternalError, UpstreamError
 
 if TYPE_CHECKING:
     from audit.recorder import CallRecord
@@ -76,7 +76,9 @@ class ProxyStream:
                 if self._translator.done:
                     break
             if not self._translator.done:
-                raise UpstreamError("The provider ended the stream before it was complete.")
+                # The one place that decides it, for every adapter and route.
+                raise UpstreamError("The provider ended the stream before it was complete.",
+                                    code=UPSTREAM_STREAM_INCOMPLETE)
             for chunk in self._translator.finish():
                 yield redact(sse(chunk))
             yield SSE_DONE
@@ -94,8 +96,7 @@ class ProxyStream:
             self._record.fail_mid_stream(error)
             yield sse(error.to_body())
         finally:
-            usage = self._translator.usage
-            self._record.set_usage(usage.prompt_tokens, usage.completion_tokens)
+            self._record.set_usage(self._translator.usage)
 
     def close(self) -> None:
         """Safe to call twice, and before any iteration."""

@@ -19,8 +19,16 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 
 from llms.adapters.base import SseEvent, UpstreamRequest
+from llms.adapters.errors import bad_response
 from mcpd import wirejson
-from mcpd.errors import ApiError, Timeout, UpstreamError
+from mcpd.errors import (
+    UPSTREAM_STREAM_INCOMPLETE,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
+    ApiError,
+    Timeout,
+    UpstreamError,
+)
 
 MAX_ERROR_BODY = 1024 * 1024  # a provider's error body is read up to this size
 READ_SIZE = 64 * 1024
@@ -73,7 +81,7 @@ class UpstreamResponse:
 
     def __init__(self, response: requests.Response, provider: str):
         self._response = response
-        self._provider = provider
+        self.provider = provider
         self.status = response.status_code
         self.retry_after = safe_retry_after(response.headers.get("Retry-After"))
 
@@ -91,7 +99,7 @@ class UpstreamResponse:
         try:
             return wirejson.loads(raw)
         except ValueError:
-            raise UpstreamError(f"The {self._provider} provider sent a reply that is not JSON.") from None
+            raise bad_response(self.provider, "a reply that is not JSON") from None
 
     def error_payload(self) -> Any:
         """The body of an error reply: JSON when it parses, else its text (bounded), else None."""
@@ -111,8 +119,10 @@ class UpstreamResponse:
                 yield SseEvent(event=event.event, data=event.data)
         except (requests.RequestException, Urllib3Error, OSError) as exc:
             if _is_timeout(exc):
-                raise Timeout(f"The {self._provider} provider sent nothing within the read timeout.") from None
-            raise UpstreamError(f"The {self._provider} provider dropped the connection mid-stream.") from None
+                raise Timeout(f"The {self.provider} provider sent nothing within the read timeout.",
+                              code=UPSTREAM_TIMEOUT) from None
+            raise UpstreamError(f"The {self.provider} provider dropped the connection mid-stream.",
+                                code=UPSTREAM_STREAM_INCOMPLETE) from None
 
     def shutdown(self) -> None:
         """Stop a read in progress in another thread (or greenlet): it fails at once."""
@@ -138,8 +148,9 @@ class UpstreamResponse:
             return self._response.raw.read(limit, decode_content=True) or b""
         except (requests.RequestException, Urllib3Error, OSError) as exc:
             if _is_timeout(exc):
-                raise Timeout(f"The {self._provider} provider stopped sending within the read timeout.") from None
-            raise UpstreamError(f"The {self._provider} provider dropped the connection.") from None
+                raise Timeout(f"The {self.provider} provider stopped sending within the read timeout.",
+                              code=UPSTREAM_TIMEOUT) from None
+            raise bad_response(self.provider, "an incomplete reply (the connection dropped)") from None
 
 
 def _is_timeout(exc: BaseException) -> bool:
@@ -158,11 +169,11 @@ def post(request: UpstreamRequest, *, stream: bool, provider: str) -> UpstreamRe
         response = SESSION.post(request.url, headers=request.headers, data=wirejson.dumps(request.json),
                                 timeout=timeout, stream=True, allow_redirects=False)
     except requests.exceptions.ConnectTimeout:
-        raise Timeout(f"The {provider} provider did not accept the connection in time.") from None
+        raise Timeout(f"The {provider} provider did not accept the connection in time.", code=UPSTREAM_TIMEOUT) from None
     except requests.exceptions.ReadTimeout:
-        raise Timeout(f"The {provider} provider did not answer within the read timeout.") from None
+        raise Timeout(f"The {provider} provider did not answer within the read timeout.", code=UPSTREAM_TIMEOUT) from None
     except requests.exceptions.InvalidURL:
-        raise UpstreamError(f"The {provider} base URL is not valid.") from None
+        raise UpstreamError(f"The {provider} base URL is not valid.", code=UPSTREAM_UNREACHABLE) from None
     except (requests.RequestException, Urllib3Error, OSError):
-        raise UpstreamError(f"The {provider} provider is unreachable.") from None
+        raise UpstreamError(f"The {provider} provider is unreachable.", code=UPSTREAM_UNREACHABLE) from None
     return UpstreamResponse(response, provider)

@@ -4,33 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
-
-from mcpd import wirejson
-from mcpd.errors import InvalidRequest, TooLarge
+from mcpd.errors import InvalidRequest
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-
-
-def read_body(request) -> dict[str, Any]:
-    """The request's JSON object (whatever Content-Type the client claimed); 413 when too large."""
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    if length.isdigit() and int(length) > settings.MAX_BODY_BYTES:
-        raise TooLarge(f"The request body is larger than {settings.MAX_BODY_BYTES} bytes.")
-    try:
-        raw = request.body
-    except RequestDataTooBig:
-        raise TooLarge(f"The request body is larger than {settings.MAX_BODY_BYTES} bytes.") from None
-    try:
-        body = wirejson.loads(raw)
-    except wirejson.JSONDecodeError as exc:
-        # Strict JSON: NaN/Infinity are not numbers a provider accepts, and depth is bounded.
-        raise InvalidRequest(f"The request body is not valid JSON (UTF-8, at most {wirejson.MAX_DEPTH} levels "
-                             f"deep, no NaN or Infinity): {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    return body
 
 
 def validate_chat_request(body: dict[str, Any]) -> None:

@@ -1,16 +1,23 @@
-"""The contract's error family: every non-2xx from /api/ and /v1/ is one of these bodies."""
+"""The contract's error family: every non-2xx from /api/ and /v1/ is one of these bodies.
+
+Pure: no Django, DRF or requests here, so that the adapters (pure translation) can raise them. The web
+layer turns them into responses (mcpd/http.py) and maps framework exceptions onto them (mcpd/drf.py).
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Any, ClassVar
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, JsonResponse
-from rest_framework import exceptions as drf_exceptions
-from rest_framework.response import Response
-
-log = logging.getLogger(__name__)
+# The vocabulary of `code` for failures of the provider (502 upstream_error, 504 timeout_error), one
+# word per rule, whichever adapter or route meets it.
+UPSTREAM_UNREACHABLE = "upstream_unreachable"  # connection refused, reset, DNS
+UPSTREAM_AUTH_FAILED = "upstream_auth_failed"  # the provider refused mcpd's key (its 401/403)
+UPSTREAM_SERVER_ERROR = "upstream_server_error"  # the provider's 5xx
+UPSTREAM_OVERLOADED = "upstream_overloaded"  # 529, or an overloaded_error event
+UPSTREAM_BAD_RESPONSE = "upstream_bad_response"  # not JSON, not the expected shape, a redirect
+UPSTREAM_STREAM_INCOMPLETE = "upstream_stream_incomplete"  # the stream ended (or dropped) before its end
+SECRET_UNAVAILABLE = "secret_unavailable"  # the Llm's key could not be resolved on the server
+UPSTREAM_TIMEOUT = "upstream_timeout"  # no connection, or nothing read, within the timeouts
 
 
 class ApiError(Exception):
@@ -36,10 +43,6 @@ class ApiError(Exception):
     def headers(self) -> dict[str, str]:
         """Response headers that travel with this error (Retry-After)."""
         return {"Retry-After": self.retry_after} if self.retry_after else {}
-
-    def to_response(self) -> JsonResponse:
-        """A plain Django response carrying this error."""
-        return JsonResponse(self.to_body(), status=self.status, headers=self.headers())
 
 
 class InvalidRequest(ApiError):
@@ -90,68 +93,3 @@ class ProviderRequestError(ApiError):
     def __init__(self, message: str, *, status: int, code: str | None = None):
         super().__init__(message, code=code)
         self.status = status  # type: ignore[misc]
-
-
-_DRF_MAP: dict[type[Exception], type[ApiError]] = {
-    drf_exceptions.ParseError: InvalidRequest,
-    drf_exceptions.ValidationError: InvalidRequest,
-    drf_exceptions.UnsupportedMediaType: InvalidRequest,
-    drf_exceptions.AuthenticationFailed: AuthenticationFailed,
-    drf_exceptions.NotAuthenticated: AuthenticationFailed,
-    drf_exceptions.PermissionDenied: PermissionDenied,
-    drf_exceptions.NotFound: NotFound,
-    drf_exceptions.Throttled: RateLimited,
-}
-
-
-def to_api_error(exc: Exception) -> ApiError | None:
-    """Map a DRF or Django exception onto the ApiError family; None for an unexpected one."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, Http404):
-        return NotFound("Not found.")
-    if isinstance(exc, DjangoPermissionDenied):
-        return PermissionDenied("You do not have permission to perform this action.")
-    for drf_type, api_type in _DRF_MAP.items():
-        if isinstance(exc, drf_type):
-            detail = exc.detail  # type: ignore[attr-defined]
-            message = detail if isinstance(detail, str) else _flatten(detail)
-            error = api_type(str(message))
-            if isinstance(exc, drf_exceptions.Throttled) and exc.wait is not None:
-                error.retry_after = str(int(exc.wait))
-            return error
-    if isinstance(exc, drf_exceptions.APIException):
-        error = ApiError(str(exc.detail))
-        error.status = exc.status_code  # type: ignore[misc]
-        return error
-    return None
-
-
-def _flatten(detail: Any) -> str:
-    """One readable line from DRF's nested validation detail."""
-    if isinstance(detail, dict):
-        return "; ".join(f"{key}: {_flatten(value)}" for key, value in detail.items())
-    if isinstance(detail, list):
-        return " ".join(_flatten(item) for item in detail)
-    return str(detail)
-
-
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF EXCEPTION_HANDLER: every error leaves in the contract's shape; 401s count against the address.
-
-    The error sent rides on the response as `api_error` (a 401 may have become a 429), for the audit row.
-    """
-    error = to_api_error(exc)
-    if error is None:
-        log.exception("unhandled error in %s", context.get("view").__class__.__name__)
-        error = InternalError("Internal server error.")
-    request = context.get("request")
-    if isinstance(error, AuthenticationFailed) and request is not None:
-        from mcpd.auth import count_auth_failure  # mcpd.auth imports this module
-
-        error = count_auth_failure(request, error)
-    response = Response(error.to_body(), status=error.status, headers=error.headers())
-    if isinstance(error, AuthenticationFailed):
-        response["WWW-Authenticate"] = 'Bearer realm="mcpd"'
-    response.api_error = error
-    return response

@@ -23,6 +23,7 @@ from prometheus_client import (
 )
 
 from mcpd.errors import ApiError, AuthenticationFailed, PermissionDenied
+from mcpd.http import error_response
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 VIEW_PERM = "audit.view_metrics"
@@ -107,7 +108,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     try:
         _check_scraper(request)
     except ApiError as error:
-        response = error.to_response()
+        response = error_response(error)
         if isinstance(error, AuthenticationFailed):
             response["WWW-Authenticate"] = 'Bearer realm="mcpd"'
         return response

@@ -8,6 +8,7 @@ from django.views import defaults
 from django.views.decorators.http import require_GET
 
 from mcpd.errors import InternalError, NotFound
+from mcpd.http import error_response
 
 API_PREFIXES = ("/api/", "/v1/")
 
@@ -30,12 +31,12 @@ def _is_api(request: HttpRequest) -> bool:
 def not_found(request: HttpRequest, exception=None):
     """404 in the contract's error shape for API paths, Django's page elsewhere."""
     if _is_api(request):
-        return NotFound(f"No route for {request.method} {request.path}.").to_response()
+        return error_response(NotFound(f"No route for {request.method} {request.path}."))
     return defaults.page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest):
     """500 in the contract's error shape for API paths, Django's page elsewhere."""
     if _is_api(request):
-        return InternalError("Internal server error.").to_response()
+        return error_response(InternalError("Internal server error."))
     return defaults.server_error(request)

@@ -47,10 +47,16 @@ class SseEvent:
 
 @dataclass
 class Usage:
-    """Token counts as the audit row wants them; None when the provider did not say."""
+    """Token counts as the audit row wants them; None when the provider did not say.
+
+    prompt_tokens counts every input token, those read from or written to the provider's prompt cache
+    included (as OpenAI counts them; Anthropic reports the three apart).
+    """
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
 
 class StreamTranslator(Protocol):

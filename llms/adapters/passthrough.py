@@ -9,19 +9,33 @@ import re
 from typing import Any
 
 from llms.adapters.base import ChatRequest, OutChunk, SseEvent, Target, UpstreamRequest, Usage
-from llms.adapters.errors import error_for_status
+from llms.adapters.errors import bad_response, error_for_status, event_json
 from mcpd import wirejson
-from mcpd.errors import ApiError, InvalidRequest, UpstreamError
+from mcpd.errors import ApiError, InvalidRequest
 
 DONE = "[DONE]"
+# The type of an OpenAI-style error event -> the HTTP status it stands for (its mapping: adapters/errors.py).
+ERROR_EVENT_STATUS = {"invalid_request_error": 400, "rate_limit_error": 429, "rate_limit_exceeded": 429,
+                      "insufficient_quota": 429, "server_error": 500, "overloaded_error": 529}
 # Only chunks that carry a usage object are parsed; the rest are relayed as the provider wrote them.
 _HAS_USAGE = re.compile(r'"usage"\s*:\s*\{')
 
 
 def usage_of(payload: dict[str, Any]) -> Usage:
-    """Token counts from an OpenAI `usage` object (absent or partial: None)."""
-    usage = payload.get("usage") or {}
-    return Usage(prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"))
+    """Token counts from an OpenAI `usage` object (absent or partial: None); cached prompt tokens are in
+    `prompt_tokens_details.cached_tokens` (and counted in prompt_tokens)."""
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return Usage()
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(prompt_tokens=_count(usage.get("prompt_tokens")), completion_tokens=_count(usage.get("completion_tokens")),
+                 cache_read_tokens=_count(cached))
+
+
+def _count(value: Any) -> int | None:
+    """A token count, or None for anything that is not one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def provider_message(payload: Any) -> str:
@@ -61,7 +75,7 @@ class PassthroughAdapter:
 
     def parse_response(self, payload: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
         if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
-            raise UpstreamError(f"The {self.provider} provider sent a reply that is not a chat.completion.")
+            raise bad_response(self.provider, "a reply that is not a chat.completion")
         return payload, usage_of(payload)
 
     def to_error(self, status: int, payload: Any, retry_after: str | None) -> ApiError:
@@ -96,7 +110,7 @@ class PassthroughStream:
             raise self._error_event(data)
         if not _HAS_USAGE.search(data):
             return [data]
-        chunk = _loads(data, self._adapter.provider)
+        chunk = event_json(data, self._adapter.provider)
         self.usage = usage_of(chunk)
         if not chunk.get("choices") and not self._client_wants_usage:
             return []
@@ -106,8 +120,14 @@ class PassthroughStream:
         return []
 
     def _error_event(self, data: str) -> ApiError:
-        payload = _loads(data, self._adapter.provider)
-        return UpstreamError(f"The {self._adapter.provider} provider failed mid-stream: {provider_message(payload)}")
+        """A provider's error event, mapped by its type as the HTTP status it stands for."""
+        provider = self._adapter.provider
+        payload = event_json(data, provider)
+        error = payload.get("error")
+        kind = error.get("type") if isinstance(error, dict) else payload.get("type")
+        status = ERROR_EVENT_STATUS.get(kind, 500) if isinstance(kind, str) else 500
+        message = provider_message(payload)
+        return error_for_status(provider, status, message, None, detail=f"{provider} failed mid-stream: {message}")
 
 
 def _is_error_event(data: str) -> bool:
@@ -118,13 +138,3 @@ def _is_error_event(data: str) -> bool:
     except ValueError:
         return False
     return isinstance(value, dict) and (value.get("error") is not None or value.get("object") == "error")
-
-
-def _loads(data: str, provider: str) -> dict[str, Any]:
-    try:
-        value = wirejson.loads(data)
-    except ValueError:
-        raise UpstreamError(f"The {provider} provider sent a stream event that is not JSON.") from None
-    if not isinstance(value, dict):
-        raise UpstreamError(f"The {provider} provider sent a stream event that is not a JSON object.")
-    return value

@@ -186,8 +186,8 @@ def test_gemini_cli_is_501(admin_user, client_for, make_llm, fake_upstream):
 @pytest.mark.parametrize("reply, status, kind, code", [
     (json_reply({"error": {"message": "boom"}}, status=500), 502, "upstream_error", "upstream_server_error"),
     (json_reply({"error": {"message": "overloaded"}}, status=529), 502, "upstream_error", "upstream_overloaded"),
-    (raw_reply(b"<html>bad gateway"), 502, "upstream_error", None),
-    (raw_reply(b'{"no": "choices"}'), 502, "upstream_error", None),
+    (raw_reply(b"<html>bad gateway"), 502, "upstream_error", "upstream_bad_response"),
+    (raw_reply(b'{"no": "choices"}'), 502, "upstream_error", "upstream_bad_response"),
     (json_reply({"error": {"message": "bad key"}}, status=401), 502, "upstream_error", "upstream_auth_failed"),
     (json_reply({"error": {"message": "forbidden"}}, status=403), 502, "upstream_error", "upstream_auth_failed"),
     (json_reply({"error": {"message": "context too long"}}, status=400), 400, "invalid_request_error", None),
@@ -318,11 +318,10 @@ def test_a_stream_stalling_midway_is_a_timeout_event(alice, client_for, upstream
 
 
 def stream_of(llm):
-    from audit.recorder import CallRecord
+    from audit.recorder import Caller
     from llms import proxy
 
-    record = CallRecord(user=None, token_sha="", request_id="r1", client_ip=None, streaming=True)
-    return proxy.chat_completion(llm, {**CHAT, "stream": True}, record)
+    return proxy.chat_completion(Caller(request_id="r1"), llm, {**CHAT, "stream": True})
 
 
 def test_two_frames_then_close_records_a_disconnect_once(upstream_llm, fake_upstream, audit_rows):
@@ -408,7 +407,7 @@ def test_a_crash_report_never_shows_the_key(upstream_llm, monkeypatch, rf):
 
     from django.views.debug import ExceptionReporter
 
-    from audit.recorder import CallRecord
+    from audit.recorder import Caller
     from llms import proxy
     from llms.models import Llm
 
@@ -417,10 +416,9 @@ def test_a_crash_report_never_shows_the_key(upstream_llm, monkeypatch, rf):
 
     # Read in _target right after the key is resolved: that frame holds the key as a local then.
     monkeypatch.setattr(Llm, "effective_base_url", property(crash))
-    record = CallRecord(user=None, token_sha="", request_id="r", client_ip=None, streaming=False)
     with pytest.raises(RuntimeError):
         try:
-            proxy.chat_completion(upstream_llm, CHAT, record)
+            proxy.chat_completion(Caller(request_id="r"), upstream_llm, CHAT)
         except RuntimeError:
             report = ExceptionReporter(rf.get("/"), *sys.exc_info()).get_traceback_html()
             raise
@@ -432,10 +430,10 @@ def test_an_unexpected_failure_is_a_500_in_the_contract_shape_and_audited(alice,
                                                                           monkeypatch, audit_rows):
     from llms import proxy
 
-    def broken(llm, body, record):
+    def broken(provider):
         raise RuntimeError(f"bug holding {FAKE_KEY}")
 
-    monkeypatch.setattr(proxy, "chat_completion", broken)
+    monkeypatch.setattr(proxy, "get_adapter", broken)  # a bug inside the service, which owns the record
     response = infer(client_for(alice))
     assert response.status_code == 500
     assert error_of(response) == {"message": "Internal server error.", "type": "api_error", "code": None}

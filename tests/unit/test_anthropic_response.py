@@ -189,7 +189,7 @@ def test_cache_tokens_count_once_in_prompt_tokens():
         "total_tokens": 1260,
         "prompt_tokens_details": {"cached_tokens": 1000},
     }
-    assert usage == Usage(prompt_tokens=1210, completion_tokens=50)
+    assert usage == Usage(prompt_tokens=1210, completion_tokens=50, cache_read_tokens=1000, cache_write_tokens=200)
 
 
 def test_the_response_format_tool_input_is_returned_as_json_content():

@@ -12,7 +12,7 @@ from typing import Any
 
 from llms.adapters.anthropic.tools import RESPONSE_TOOL
 from llms.adapters.base import ChatCompletion, Usage
-from mcpd.errors import UpstreamError
+from llms.adapters.errors import bad_response
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,9 @@ def map_usage(usage: Any) -> tuple[dict[str, Any] | None, Usage]:
     if not isinstance(usage, dict):
         return None, Usage()
     prompt, completion = prompt_tokens(usage), _count(usage, "output_tokens")
-    return openai_usage(prompt, completion, _count(usage, "cache_read_input_tokens")), Usage(
-        prompt, completion
-    )
+    cache_read, cache_write = (usage.get(name) if isinstance(usage.get(name), int) else None
+                               for name in ("cache_read_input_tokens", "cache_creation_input_tokens"))
+    return openai_usage(prompt, completion, cache_read or 0), Usage(prompt, completion, cache_read, cache_write)
 
 
 def tool_call(block: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def map_message(content: list[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
 def parse_message(payload: Any, created: int) -> tuple[ChatCompletion, Usage]:
     """The OpenAI chat.completion and audit Usage for an Anthropic Message."""
     if not isinstance(payload, dict) or not isinstance(payload.get("content"), list):
-        raise UpstreamError("anthropic sent a reply that is not a Message.", code="upstream_bad_response")
+        raise bad_response("anthropic", "a reply that is not a Message")
     message, called_tools = map_message([b for b in payload["content"] if isinstance(b, dict)])
     usage_body, usage = map_usage(payload.get("usage"))
     completion: ChatCompletion = {

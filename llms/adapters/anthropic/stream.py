@@ -6,11 +6,10 @@ OpenAI chunks:    https://platform.openai.com/docs/api-reference/chat-streaming
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-from llms.adapters.anthropic.errors import error_from_event
+from llms.adapters.anthropic.errors import PROVIDER, error_from_event
 from llms.adapters.anthropic.response import (
     completion_id,
     finish_reason,
@@ -19,7 +18,7 @@ from llms.adapters.anthropic.response import (
 )
 from llms.adapters.anthropic.tools import RESPONSE_TOOL
 from llms.adapters.base import ChatChunk, ChatRequest, OutChunk, SseEvent, Usage
-from mcpd.errors import UpstreamError
+from llms.adapters.errors import event_json
 
 Event = dict[str, Any]
 
@@ -50,7 +49,7 @@ class AnthropicStreamTranslator:
 
     def feed(self, event: SseEvent) -> list[OutChunk]:
         """Zero or more OpenAI chunks for one Anthropic event; raises ApiError for an `error` event."""
-        data = _loads(event.data)
+        data = event_json(event.data, PROVIDER)
         kind = event.event if event.event != "message" else data.get("type")
         handler = self._HANDLERS.get(str(kind))
         # ping and event types Anthropic may add later are ignored:
@@ -58,11 +57,7 @@ class AnthropicStreamTranslator:
         return handler(self, data) if handler is not None else []
 
     def finish(self) -> list[OutChunk]:
-        """Nothing more once message_stop has arrived; an upstream that stopped early is an error."""
-        if not self._done:
-            raise UpstreamError(
-                "anthropic ended the stream before message_stop.", code="upstream_stream_incomplete"
-            )
+        """Nothing more: message_stop said everything (a stream that ends before it is ProxyStream's to report)."""
         return []
 
     # --- one handler per Anthropic event type ---
@@ -177,6 +172,8 @@ class AnthropicStreamTranslator:
         self.usage = Usage(
             prompt_tokens=prompt_tokens(self._raw_usage) if has_input else None,
             completion_tokens=self._raw_usage.get("output_tokens"),
+            cache_read_tokens=self._raw_usage.get("cache_read_input_tokens"),
+            cache_write_tokens=self._raw_usage.get("cache_creation_input_tokens"),
         )
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatChunk:
@@ -206,18 +203,3 @@ class AnthropicStreamTranslator:
             self._raw_usage.get("cache_read_input_tokens", 0),
         )
         return chunk
-
-
-def _loads(data: str) -> Event:
-    """An event's JSON data; anything else is a malformed upstream reply."""
-    try:
-        value = json.loads(data)
-    except ValueError:
-        raise UpstreamError(
-            "anthropic sent a stream event that is not JSON.", code="upstream_bad_response"
-        ) from None
-    if not isinstance(value, dict):
-        raise UpstreamError(
-            "anthropic sent a stream event that is not a JSON object.", code="upstream_bad_response"
-        )
-    return value

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 
-from audit.recorder import CallRecord
+from audit.recorder import Caller
 from llms import proxy
 from llms.models import Llm, Provider
 from llms.permissions import grant_run, revoke_run
@@ -118,11 +118,9 @@ class Command(SubcommandCommand):
         if llm is None:
             self.fail(f"No Llm named '{name}'.")
         body = {"messages": [{"role": "user", "content": prompt}], "stream": stream}
-        record = CallRecord(user=None, token_sha="", request_id=f"cli-{uuid.uuid4().hex}", client_ip=None,
-                            streaming=stream)
-        record.fields["actor"] = "manage.py llm test"
+        caller = Caller(request_id=f"cli-{uuid.uuid4().hex}", actor="manage.py llm test")
         try:
-            result = proxy.chat_completion(llm, body, record)
+            result = proxy.chat_completion(caller, llm, body)
         except ApiError as exc:
             self.fail(f"{exc.status} {exc.type}: {exc.message}")
         if isinstance(result, ProxyStream):
