@@ -21,9 +21,9 @@ from audit.recorder import Caller, refused
 from llms import proxy
 from llms.models import Llm
 from llms.permissions import llm_to_run, runnable_llms
-from llms.streaming import Answer, ProxyStream, answer_response, streaming_response
+from llms.streaming import Answer, ProxyStream
 from mcpd.errors import ApiError, InternalError, InvalidRequest
-from mcpd.http import read_body
+from mcpd.http import answer_response, event_stream_response, read_body
 from mcpd.middleware import client_ip
 from mcpd.models import ApiToken
 from mcpd.schema import CHAT_RESPONSES, error_responses
@@ -96,7 +96,7 @@ class InferenceView(APIView):
     def respond(self, result: Answer | ProxyStream) -> HttpResponseBase:
         if isinstance(result, ProxyStream):
             release_db_connection()  # a stream may last minutes: it holds no database connection meanwhile
-            return streaming_response(result)
+            return event_stream_response(result)
         return answer_response(result)
 
     def handle_exception(self, exc: Exception) -> HttpResponseBase:

@@ -17,6 +17,7 @@ from llms import transport
 from llms.adapters import get_adapter
 from llms.adapters.base import Adapter, Target
 from llms.adapters.errors import bad_response
+from llms.inbound.chat import ChatRelay
 from llms.models import Llm
 from llms.scrub import Scrubber, scrub_error
 from llms.streaming import Answer, ProxyStream
@@ -112,5 +113,5 @@ def _open_stream(adapter: Adapter, upstream: transport.UpstreamResponse, body: d
         if upstream.status >= 300:
             raise adapter.to_error(upstream.status, payload, upstream.retry_after)
         raise bad_response(upstream.provider, "no event stream in answer to a streaming request")
-    return ProxyStream(upstream, adapter.stream_translator(body), record, scrub,
+    return ProxyStream(upstream, ChatRelay(adapter.stream_translator(body)), record, scrub,
                        keepalive=settings.STREAM_KEEPALIVE_SECONDS)

@@ -1,14 +1,17 @@
-"""SSE framing and ProxyStream: relays a provider's stream to the client and owns its cleanup."""
+"""What a call gives back, service side: an Answer (the whole reply) or a ProxyStream of Events.
+
+Nothing here is HTTP: the web layer (mcpd/http.py) frames Events as server-sent events and registers
+the close() of either with the response, which is the single exit that writes the audit row.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
-from django.http import HttpResponse, StreamingHttpResponse
-
-from llms.adapters.base import OutChunk, StreamTranslator
+from llms.adapters.base import Usage
 from llms.heartbeat import Heartbeat
 from llms.scrub import Scrubber, scrub_error
 from mcpd import wirejson
@@ -18,16 +21,46 @@ if TYPE_CHECKING:
     from audit.recorder import CallRecord
     from llms.transport import UpstreamResponse
 
-SSE_DONE = b"data: [DONE]\n\n"
-SSE_KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: clients ignore it
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the end of a body after the provider's last event
 log = logging.getLogger(__name__)
 
 
-def sse(chunk: OutChunk | dict) -> bytes:
-    """One `data: …` event; a str chunk is JSON text already and is sent as it is."""
-    data = chunk.encode() if isinstance(chunk, str) else wirejson.dumps(chunk)
-    return b"data: " + data + b"\n\n"
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing to send a streaming client: a server-sent event (its JSON data and, for the APIs that
+    name them, its name), a comment, or bytes a passthrough relays exactly as the provider framed them."""
+
+    data: bytes
+    name: str | None = None
+    kind: str = "event"  # "event", "comment" or "raw"
+
+
+class Relay(Protocol):
+    """Turns what a provider streams into what the client's API streams, one upstream item at a time."""
+
+    reads: str  # "events": the provider's parsed SSE events; "bytes": its body as it arrives
+    usage: Usage
+
+    @property
+    def done(self) -> bool:
+        """True once the provider has said its stream is complete."""
+        ...
+
+    def feed(self, item: Any) -> list[Event]:
+        """Zero or more events for the client; raises ApiError for a provider's error."""
+        ...
+
+    def finish(self) -> list[Event]:
+        """What closes the client's stream once the provider's is complete."""
+        ...
+
+    def fail(self, error: ApiError) -> list[Event]:
+        """The client API's one error event for a failure after the stream began."""
+        ...
+
+    def keepalive(self) -> Event:
+        """What to send during a long silence of the provider."""
+        ...
 
 
 class Answer:
@@ -47,84 +80,73 @@ class Answer:
 
 
 class ProxyStream:
-    """The body of a streamed answer. Django calls close() when the response ends or the client goes
-    away; close() is the single exit: it drops the upstream connection and writes the audit row."""
+    """A streamed answer: iterate for its Events. The web layer calls close() when the response ends or
+    the client goes away; close() is the single exit: it drops the upstream connection and writes the
+    audit row."""
 
-    def __init__(self, upstream: UpstreamResponse, translator: StreamTranslator, record: CallRecord,
+    def __init__(self, upstream: UpstreamResponse, relay: Relay, record: CallRecord,
                  scrub: Scrubber | None = None, keepalive: float = 0.0):
-        self._upstream, self._translator, self._record = upstream, translator, record
+        self._upstream, self._relay, self._record = upstream, relay, record
         self._scrub = scrub or Scrubber(None)
         self._keepalive = keepalive
-        self._events: Heartbeat | None = None
-        self._gen: Iterator[bytes] | None = None
+        self._reader: Heartbeat | None = None
+        self._gen: Iterator[Event] | None = None
 
-    def __iter__(self) -> Iterator[bytes]:
-        self._gen = self._frames()
+    def __iter__(self) -> Iterator[Event]:
+        self._gen = self._events()
         return self._gen
 
-    def _frames(self) -> Iterator[bytes]:
+    def _events(self) -> Iterator[Event]:
+        relay = self._relay
         try:
-            redact = self._scrub.chunk
-            self._events = Heartbeat(self._upstream.events(), self._keepalive)
-            for event in self._events:
-                if event is None:  # the provider has been silent for a while
-                    yield SSE_KEEPALIVE
+            source = self._upstream.events() if relay.reads == "events" else self._upstream.chunks()
+            self._reader = Heartbeat(source, self._keepalive)
+            for item in self._reader:
+                if item is None:  # the provider has been silent for a while
+                    yield relay.keepalive()
                     continue
-                for chunk in self._translator.feed(event):
+                for event in relay.feed(item):
                     self._record.first_token()
-                    yield redact(sse(chunk))
-                if self._translator.done:
+                    yield self._redacted(event)
+                if relay.done:
                     break
-            if not self._translator.done:
+            if not relay.done:
                 # The one place that decides it, for every adapter and route.
                 raise UpstreamError("The provider ended the stream before it was complete.",
                                     code=UPSTREAM_STREAM_INCOMPLETE)
-            for chunk in self._translator.finish():
-                yield redact(sse(chunk))
-            yield SSE_DONE
+            yield from map(self._redacted, relay.finish())
             self._record.ok()
             # The reader goes on to the end of the body (the chunked terminator), which hands the
             # connection back to the pool: the next call skips a TCP and TLS handshake.
-            self._events.finished(DRAIN_TIMEOUT)
-        except ApiError as exc:  # the headers are gone: one error event, and no [DONE]
+            self._reader.finished(DRAIN_TIMEOUT)
+        except ApiError as exc:  # the headers are gone: the API's one error event
             scrub_error(exc, self._scrub)
             self._record.fail_mid_stream(exc)
-            yield sse(exc.to_body())
+            yield from relay.fail(exc)
         except Exception:  # a translation bug must still end the stream properly and be audited
             log.exception("relaying a stream failed")
             error = InternalError("mcpd failed while relaying the provider's stream.")
             self._record.fail_mid_stream(error)
-            yield sse(error.to_body())
+            yield from relay.fail(error)
         finally:
-            self._record.set_usage(self._translator.usage)
+            self._record.set_usage(relay.usage)
+
+    def _redacted(self, event: Event) -> Event:
+        data = self._scrub.chunk(event.data)
+        return event if data is event.data else replace(event, data=data)
 
     def close(self) -> None:
         """Safe to call twice, and before any iteration."""
         try:
             if self._gen is not None:
                 self._gen.close()
-            if self._events is not None and self._events.reading:
+            if self._reader is not None and self._reader.reading:
                 # The reader is blocked on the provider's socket: wake it and let it end first, as
                 # closing a buffered stream another thread or greenlet is reading waits for its lock.
                 self._upstream.shutdown()
-                if not self._events.finished(DRAIN_TIMEOUT):
+                if not self._reader.finished(DRAIN_TIMEOUT):
                     log.warning("a stream's reader did not stop; its connection is left to it")
                     return
             self._upstream.close()
         finally:
             self._record.finish()
-
-
-def answer_response(answer: Answer) -> HttpResponse:
-    """The client's response for a whole answer; the audit row is written after it has been sent."""
-    response = HttpResponse(answer.body, content_type="application/json")
-    response._resource_closers.append(answer.close)  # run by the server once the body is out
-    return response
-
-
-def streaming_response(stream: ProxyStream) -> StreamingHttpResponse:
-    """The client's response for a stream, with the contract's headers."""
-    response = StreamingHttpResponse(stream, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response

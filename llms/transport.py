@@ -114,9 +114,19 @@ class UpstreamResponse:
 
     def events(self) -> Iterator[SseEvent]:
         """The provider's server-sent events, each as soon as it is complete."""
-        try:
-            for event in sseclient.SSEClient(self._chunks()).events():
+        with self._reading_a_stream():
+            for event in sseclient.SSEClient(self._raw_chunks()).events():
                 yield SseEvent(event=event.event, data=event.data)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body's bytes as they arrive, for a passthrough that relays them as they are."""
+        with self._reading_a_stream():
+            yield from self._raw_chunks()
+
+    @contextlib.contextmanager
+    def _reading_a_stream(self) -> Iterator[None]:
+        try:
+            yield
         except (requests.RequestException, Urllib3Error, OSError) as exc:
             if _is_timeout(exc):
                 raise Timeout(f"The {self.provider} provider sent nothing within the read timeout.",
@@ -133,7 +143,7 @@ class UpstreamResponse:
         """Close the connection (an unfinished stream is not returned to the pool: it is dropped)."""
         self._response.close()
 
-    def _chunks(self) -> Iterator[bytes]:
+    def _raw_chunks(self) -> Iterator[bytes]:
         raw = self._response.raw
         while True:
             data = raw.read1(READ_SIZE)  # whatever has arrived: never wait to fill a buffer

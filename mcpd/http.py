@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 
 from mcpd import wirejson
 from mcpd.errors import ApiError, InvalidRequest, TooLarge
@@ -49,7 +49,41 @@ def error_response(error: ApiError) -> HttpResponse:
     return json_response(error.to_body(), status=error.status, headers=error.headers())
 
 
-def sse_frame(data: bytes, event: str | None = None) -> bytes:
-    """One server-sent event: an optional `event:` line, then the data (JSON text already)."""
-    head = b"event: " + event.encode() + b"\n" if event else b""
-    return head + b"data: " + data + b"\n\n"
+def sse_frame(event) -> bytes:
+    """An Event of a stream (llms/streaming.py) as it goes on the wire: `event:` and `data:` lines, a
+    comment, or a passthrough's bytes as they came."""
+    if event.kind == "raw":
+        return event.data
+    if event.kind == "comment":
+        return b": " + event.data + b"\n\n"
+    head = b"event: " + event.name.encode() + b"\n" if event.name else b""
+    return head + b"data: " + event.data + b"\n\n"
+
+
+class SseBody:
+    """A stream's Events framed for the wire; close() is the stream's (Django calls it at the end)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __iter__(self):
+        return map(sse_frame, self._stream)
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def answer_response(answer) -> HttpResponse:
+    """The response for a whole answer (llms/streaming.Answer); its audit row is written after it has
+    been sent, by the server's closing of the response."""
+    response = json_response(answer.body)
+    response._resource_closers.append(answer.close)
+    return response
+
+
+def event_stream_response(stream) -> StreamingHttpResponse:
+    """The response for a stream (llms/streaming.ProxyStream), with the contract's headers."""
+    response = StreamingHttpResponse(SseBody(stream), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

@@ -327,7 +327,7 @@ def stream_of(llm):
 def test_two_frames_then_close_records_a_disconnect_once(upstream_llm, fake_upstream, audit_rows):
     stream = stream_of(upstream_llm)
     frames = iter(stream)
-    assert next(frames).startswith(b"data: {") and next(frames).startswith(b"data: {")
+    assert next(frames).data.startswith(b"{") and next(frames).data.startswith(b"{")
     stream.close()
     stream.close()
     [row] = audit_rows()

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 
 from audit.recorder import Caller
 from llms import proxy
+from llms.inbound.chat import DONE
 from llms.models import Llm, Provider
 from llms.permissions import grant_run, revoke_run
 from llms.streaming import ProxyStream
@@ -135,11 +136,10 @@ class Command(SubcommandCommand):
     def _print_stream(self, stream: ProxyStream) -> None:
         error = None
         try:
-            for frame in stream:
-                data = frame[len(b"data: "):].strip()
-                if data == b"[DONE]":
-                    break
-                chunk = json.loads(data)
+            for event in stream:  # chat.completion.chunk events, then [DONE]
+                if event.kind != "event" or event.data == DONE.data:
+                    continue
+                chunk = json.loads(event.data)
                 if "error" in chunk:
                     error = chunk["error"]
                     break
