@@ -4,25 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from llms.adapters.anthropic.tables import ERROR_STATUSES
 from llms.adapters.errors import error_for_status
 from mcpd.errors import ApiError
 
 PROVIDER = "anthropic"
 _MAX_TEXT = 300  # a non-JSON body (e.g. a proxy's HTML page) is cut to this many characters
-
-# In-stream errors carry only a type: the HTTP status Anthropic gives the same type.
-# https://docs.anthropic.com/en/api/errors#http-errors
-STATUS_BY_ERROR_TYPE: dict[str, int] = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "overloaded_error": 529,
-}
 
 
 def error_parts(payload: Any) -> tuple[str | None, str]:
@@ -54,7 +41,8 @@ def error_from_event(payload: Any) -> ApiError:
     """The ApiError for an in-stream `error` event, mapped by its error type like an HTTP reply."""
     # https://docs.anthropic.com/en/api/messages-streaming#error-events
     etype, _ = error_parts(payload)
-    status = STATUS_BY_ERROR_TYPE.get(etype or "", 502)
+    # In-stream errors carry only a type: the HTTP status Anthropic gives the same type.
+    status = ERROR_STATUSES.get(etype or "", 502)
     return error_from_status(status, payload, None, where="mid-stream")
 
 

@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from typing import Any
 
+from llms.adapters.anthropic.tables import IMAGE_MEDIA_TYPES, image_media_type, parse_data_url
 from mcpd import wirejson
 from mcpd.errors import InvalidRequest
 
 Block = dict[str, Any]
 Message = dict[str, Any]
-
-# https://docs.anthropic.com/en/docs/build-with-claude/vision: the only accepted image types.
-IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-_MEDIA_TYPE_ALIASES = {"image/jpg": "image/jpeg"}
-_DATA_URL = re.compile(r"^data:(?P<media>[^;,]*)(?P<params>(;[^;,]*)*),(?P<data>.*)$", re.DOTALL)
 
 
 def map_messages(messages: list[dict[str, Any]]) -> tuple[list[Block], list[Message]]:
@@ -126,17 +121,16 @@ def image_block(image_url: Any, where: str) -> Block:
 
 def base64_source(url: str, where: str) -> dict[str, str]:
     """The base64 image source for a data: URL, refusing media types Anthropic does not accept."""
-    match = _DATA_URL.match(url)
-    if match is None or ";base64" not in match["params"].lower():
+    parsed = parse_data_url(url)
+    if parsed is None:
         raise InvalidRequest(f"{where}: only base64 data: URLs are supported.")
-    media = match["media"].strip().lower()
-    media = _MEDIA_TYPE_ALIASES.get(media, media)
-    if media not in IMAGE_MEDIA_TYPES:
+    written, data = parsed
+    media = image_media_type(written)
+    if media is None:
         accepted = ", ".join(IMAGE_MEDIA_TYPES)
         raise InvalidRequest(
-            f"{where}: image media type {media!r} is not supported by anthropic ({accepted})."
+            f"{where}: image media type {written!r} is not supported by anthropic ({accepted})."
         )
-    data = match["data"].strip()
     try:
         base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):

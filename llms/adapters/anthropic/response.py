@@ -10,26 +10,12 @@ import json
 import logging
 from typing import Any
 
+from llms.adapters.anthropic.tables import UNKNOWN_FINISH_REASON, finish_reason_of, prompt_tokens, token_count
 from llms.adapters.anthropic.tools import RESPONSE_TOOL
 from llms.adapters.base import ChatCompletion, Usage
 from llms.adapters.errors import bad_response
 
 log = logging.getLogger(__name__)
-
-# https://docs.anthropic.com/en/api/messages#response-stop-reason
-FINISH_REASONS: dict[str, str] = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",  # the context filled up: the answer is cut short
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-    # A server-tool turn paused for the client to resend; mcpd sends no server tools, so a paused
-    # turn is ended as it stands.
-    "pause_turn": "stop",
-}
-# Any other (future) value, or none at all, ends the turn as "stop": never a raw Anthropic value.
-UNKNOWN_FINISH_REASON = "stop"
 
 
 def finish_reason(stop_reason: str | None, called_tools: bool) -> str:
@@ -38,7 +24,7 @@ def finish_reason(stop_reason: str | None, called_tools: bool) -> str:
         return "tool_calls"
     if stop_reason == "tool_use":  # only the response_format tool was called: a plain answer
         return "stop"
-    mapped = FINISH_REASONS.get(stop_reason or "")
+    mapped = finish_reason_of(stop_reason)
     if mapped is None:
         log.warning("anthropic stop_reason %r mapped to %r", stop_reason, UNKNOWN_FINISH_REASON)
         return UNKNOWN_FINISH_REASON
@@ -48,21 +34,6 @@ def finish_reason(stop_reason: str | None, called_tools: bool) -> str:
 def completion_id(message_id: Any) -> str:
     """A chat.completion id derived from Anthropic's message id."""
     return f"chatcmpl-{message_id}" if isinstance(message_id, str) and message_id else "chatcmpl-anthropic"
-
-
-def _count(usage: dict[str, Any], name: str) -> int:
-    value = usage.get(name)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def prompt_tokens(usage: dict[str, Any]) -> int:
-    """input + cache creation + cache read: Anthropic's input_tokens excludes cached tokens."""
-    # https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching#tracking-cache-performance
-    return (
-        _count(usage, "input_tokens")
-        + _count(usage, "cache_creation_input_tokens")
-        + _count(usage, "cache_read_input_tokens")
-    )
 
 
 def openai_usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
@@ -79,7 +50,7 @@ def map_usage(usage: Any) -> tuple[dict[str, Any] | None, Usage]:
     """The OpenAI usage object and the audit Usage for an Anthropic `usage` (None when absent)."""
     if not isinstance(usage, dict):
         return None, Usage()
-    prompt, completion = prompt_tokens(usage), _count(usage, "output_tokens")
+    prompt, completion = prompt_tokens(usage), token_count(usage, "output_tokens")
     cache_read, cache_write = (usage.get(name) if isinstance(usage.get(name), int) else None
                                for name in ("cache_read_input_tokens", "cache_creation_input_tokens"))
     return openai_usage(prompt, completion, cache_read or 0), Usage(prompt, completion, cache_read, cache_write)

@@ -10,12 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from llms.adapters.anthropic.errors import PROVIDER, error_from_event
-from llms.adapters.anthropic.response import (
-    completion_id,
-    finish_reason,
-    openai_usage,
-    prompt_tokens,
-)
+from llms.adapters.anthropic.response import completion_id, finish_reason, openai_usage
+from llms.adapters.anthropic.tables import prompt_tokens
 from llms.adapters.anthropic.tools import RESPONSE_TOOL
 from llms.adapters.base import ChatChunk, ChatRequest, OutChunk, SseEvent, Usage
 from llms.adapters.errors import event_json

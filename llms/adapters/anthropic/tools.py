@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llms.adapters.anthropic.tables import anthropic_tool_choice
 from llms.adapters.base import ChatRequest
 from mcpd.errors import InvalidRequest
 
@@ -90,22 +91,16 @@ def tool_definition(tool: Any, where: str) -> Fields:
 
 def map_tool_choice(choice: Any, names: list[str]) -> Fields | None:
     """auto/required/none/named function -> auto/any/none/tool (None when the client sent none)."""
-    # https://docs.anthropic.com/en/docs/build-with-claude/tool-use#forcing-tool-use
     if choice is None:
         return None
-    if choice in ("auto", "none"):
-        return {"type": choice}
-    if choice == "required":
-        if not names:
-            raise InvalidRequest("tool_choice: 'required' needs tools.")
-        return {"type": "any"}
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        function = choice.get("function")
-        name = function.get("name") if isinstance(function, dict) else None
-        if name not in names:
-            raise InvalidRequest("tool_choice.function.name must name one of the tools.")
-        return {"type": "tool", "name": name}
-    raise InvalidRequest("tool_choice must be 'auto', 'none', 'required' or a named function.")
+    mapped = anthropic_tool_choice(choice)
+    if mapped is None:
+        raise InvalidRequest("tool_choice must be 'auto', 'none', 'required' or a named function.")
+    if mapped["type"] == "any" and not names:
+        raise InvalidRequest("tool_choice: 'required' needs tools.")
+    if mapped["type"] == "tool" and mapped["name"] not in names:
+        raise InvalidRequest("tool_choice.function.name must name one of the tools.")
+    return mapped
 
 
 def response_format_tool(response_format: Any) -> Fields | None:
