@@ -48,11 +48,13 @@ def finish_reason_of(stop_reason: str | None) -> str | None:
 
 
 def stop_reason_of(finish_reason: str | None, called_tools: bool) -> str | None:
-    """Anthropic's stop_reason for an OpenAI finish_reason: tool_use whenever a tool was called (some
-    servers say "stop" then), else from the table; None for a reason not in the table."""
-    if called_tools:
+    """Anthropic's stop_reason for an OpenAI finish_reason; None for a reason not in the table. A turn that
+    called tools is tool_use when it ended normally (some servers say "stop" or nothing then), but stays
+    max_tokens or refusal when it was cut short: a call cut off is not one to run."""
+    mapped = STOP_REASONS.get(finish_reason or "")
+    if called_tools and mapped in (None, "end_turn"):
         return "tool_use"
-    return STOP_REASONS.get(finish_reason or "")
+    return mapped
 
 
 # --- tool_choice ---
