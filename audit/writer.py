@@ -84,6 +84,12 @@ class AuditWriter:
         return len(self._pending)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            connection.close()  # the writer's own connection, given back as the thread ends
+
+    def _loop(self) -> None:
         end: float | None = None
         last_write = 0.0
         while True:

@@ -20,13 +20,13 @@ from audit.models import Api
 from audit.recorder import Caller, refused
 from llms import proxy
 from llms.models import Llm
-from llms.permissions import llm_to_run, runnable_llms
+from llms.permissions import llm_to_run
 from llms.streaming import Answer, ProxyStream
 from mcpd.errors import ApiError, InternalError, InvalidRequest
 from mcpd.http import answer_response, event_stream_response, read_body
 from mcpd.middleware import client_ip
 from mcpd.models import ApiToken
-from mcpd.schema import CHAT_RESPONSES, error_responses
+from mcpd.schema import CHAT_RESPONSES
 
 
 class BodyLeftToTheView(BaseParser):
@@ -109,6 +109,10 @@ class InferenceView(APIView):
         if not self._served:
             refused(self.caller(), api=self.api, llm_name=self._name, error=error, status=response.status_code,
                     streaming=self._streaming)
+        return self.error_response(error, response)
+
+    def error_response(self, error: ApiError, response: Response) -> HttpResponseBase:
+        """The error as this route's API shapes it (the contract's OpenAI shape here)."""
         return response
 
 
@@ -138,34 +142,3 @@ def model_named(body: dict[str, Any]) -> str:
     if not isinstance(name, str) or not name:
         raise InvalidRequest("'model' is required: the name of an Llm (see GET /v1/models).")
     return name
-
-
-def model_entry(llm: Llm) -> dict[str, Any]:
-    """An Llm as an OpenAI model object."""
-    return {"id": llm.name, "object": "model", "created": int(llm.created_at.timestamp()), "owned_by": llm.provider}
-
-
-class Models(APIView):
-    """GET /v1/models — the Llms the caller may run, as an OpenAI list."""
-
-    renderer_classes = [JSONRenderer]
-    content_negotiation_class = JsonOnly
-
-    @extend_schema(operation_id="models_list", responses={200: OpenApiTypes.OBJECT, **error_responses(401)},
-                   summary="The Llms the caller may run, as an OpenAI model list.")
-    def get(self, request: Request) -> Response:
-        llms = runnable_llms(request.user).filter(enabled=True).order_by("name")
-        return Response({"object": "list", "data": [model_entry(llm) for llm in llms]})
-
-
-class ModelDetail(APIView):
-    """GET /v1/models/{name} — one Llm the caller may run (403/404 as for inference)."""
-
-    renderer_classes = [JSONRenderer]
-    content_negotiation_class = JsonOnly
-
-    @extend_schema(operation_id="models_retrieve", responses={200: OpenApiTypes.OBJECT,
-                                                              **error_responses(401, 403, 404)},
-                   summary="One Llm the caller may run, as an OpenAI model object.")
-    def get(self, request: Request, name: str) -> Response:
-        return Response(model_entry(llm_to_run(request.user, name)))

@@ -6,6 +6,8 @@ Usable alike from the views, `manage.py llm test` and `manage.py shell`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -15,22 +17,65 @@ from audit.models import Api
 from audit.recorder import Caller, CallRecord
 from llms import transport
 from llms.adapters import get_adapter
-from llms.adapters.base import Adapter, Target
+from llms.adapters.base import Adapter, Target, Usage
 from llms.adapters.errors import bad_response
 from llms.inbound.chat import ChatRelay
-from llms.models import Llm
+from llms.inbound.messages import passthrough as messages_passthrough
+from llms.inbound.messages.from_chat import MessagesFromChat, message_from_chat
+from llms.inbound.messages.to_chat import to_chat
+from llms.inbound.messages.validation import check_request as check_messages_request
+from llms.models import Llm, Provider
 from llms.scrub import Scrubber, scrub_error
-from llms.streaming import Answer, ProxyStream
+from llms.streaming import Answer, ProxyStream, Relay
 from llms.validation import validate_chat_request
 from mcpd import wirejson
-from mcpd.errors import SECRET_UNAVAILABLE, ApiError, InternalError, UpstreamError
+from mcpd.errors import SECRET_UNAVAILABLE, ApiError, InternalError, UnsupportedProvider, UpstreamError
 from mcpd.memo import TtlMemo
 from secrets_app.backends import SecretUnavailable, resolve
 
 log = logging.getLogger(__name__)
+ToError = Callable[[int, Any, 'str | None'], ApiError]  # an adapter's to_error
 
 
-@sensitive_variables("target", "scrub", "upstream")
+class _Call:
+    """What a call knows as it goes that its failure needs: the scrubber of its key, once resolved."""
+
+    def __init__(self) -> None:
+        self.scrub = Scrubber(None)
+
+    @sensitive_variables("target")
+    def target(self, llm: Llm) -> Target:
+        """The Llm's target, its key resolved (and from now on scrubbed from every error)."""
+        target = _target(llm)
+        self.scrub = Scrubber(target.api_key)
+        return target
+
+
+def _record(caller: Caller, llm: Llm, api: str, body: dict[str, Any]) -> CallRecord:
+    record = CallRecord(caller, api=api, streaming=body.get("stream") is True)
+    record.set_llm(llm.name, llm.provider, llm.model)
+    return record
+
+
+@contextmanager
+def _recorded(record: CallRecord) -> Iterator[_Call]:
+    """Every failure of a call ends its record: an ApiError as it is (scrubbed of the key), a bug by the
+    type of its exception alone (its text could hold anything)."""
+    call = _Call()
+    try:
+        yield call
+    except ApiError as exc:
+        scrub_error(exc, call.scrub)
+        record.fail(exc)
+        record.finish()
+        raise
+    except Exception as exc:
+        record.fail(InternalError(f"Internal server error ({type(exc).__name__})."))
+        record.finish()
+        raise
+
+
+@sensitive_variables("target", "upstream")
 def chat_completion(caller: Caller, llm: Llm, body: dict[str, Any], *,
                     api: str = Api.CHAT_COMPLETIONS) -> Answer | ProxyStream:
     """Answer one chat.completions body with the Llm for the caller: an Answer (a chat.completion), or a
@@ -39,28 +84,69 @@ def chat_completion(caller: Caller, llm: Llm, body: dict[str, Any], *,
     The service owns the call's audit record: it ends here for errors, and in the close() of the Answer
     or the ProxyStream otherwise (whoever relays them calls it once the client has the bytes).
     """
-    record = CallRecord(caller, api=api, streaming=body.get("stream") is True)
-    record.set_llm(llm.name, llm.provider, llm.model)
-    scrub = Scrubber(None)
-    try:
+    record = _record(caller, llm, api, body)
+    with _recorded(record) as call:
         validate_chat_request(body)
         adapter = get_adapter(llm.provider)
-        target = _target(llm)
-        scrub = Scrubber(target.api_key)
-        upstream = transport.post(adapter.build_request(target, body), stream=body.get("stream") is True,
+        target = call.target(llm)
+        stream = body.get("stream") is True
+        upstream = transport.post(adapter.build_request(target, body), stream=stream, provider=llm.provider)
+        if stream:
+            return _open_stream(upstream, record, call.scrub, adapter.to_error,
+                                ChatRelay(adapter.stream_translator(body)))
+        return _answer(upstream, record, call.scrub, adapter.to_error, adapter.parse_response)
+
+
+@sensitive_variables("target", "upstream")
+def messages(caller: Caller, llm: Llm, body: dict[str, Any], *, version: str | None = None,
+             betas: str | None = None) -> Answer | ProxyStream:
+    """Answer one Anthropic Messages body with the Llm: an Answer (a Message) or a ProxyStream of
+    Anthropic events. A passthrough to an anthropic Llm (`version`, `betas`: the client's
+    anthropic-version and anthropic-beta headers, forwarded); translated through chat otherwise."""
+    record = _record(caller, llm, Api.MESSAGES, body)
+    with _recorded(record) as call:
+        check_messages_request(body)
+        stream = body.get("stream") is True
+        if llm.provider == Provider.ANTHROPIC:
+            errors = get_adapter(Provider.ANTHROPIC).to_error
+            request = messages_passthrough.upstream_request(call.target(llm), body, endpoint="messages",
+                                                            version=version, betas=betas)
+            upstream = transport.post(request, stream=stream, provider=llm.provider)
+            if stream:
+                return _open_stream(upstream, record, call.scrub, errors, messages_passthrough.PassthroughRelay())
+            return _answer(upstream, record, call.scrub, errors,
+                           lambda payload: (payload, messages_passthrough.usage_of(payload)))
+        chat_body = to_chat(body, provider=llm.provider)
+        adapter = get_adapter(llm.provider)
+        upstream = transport.post(adapter.build_request(call.target(llm), chat_body), stream=stream,
                                   provider=llm.provider)
-        if body.get("stream") is True:
-            return _open_stream(adapter, upstream, body, record, scrub)
-        return _answer(adapter, upstream, record, scrub)
-    except ApiError as exc:
-        scrub_error(exc, scrub)
-        record.fail(exc)
-        record.finish()
-        raise
-    except Exception as exc:  # a bug: the call is audited all the same, naming only the exception's type
-        record.fail(InternalError(f"Internal server error ({type(exc).__name__})."))
-        record.finish()
-        raise
+        if stream:
+            return _open_stream(upstream, record, call.scrub, adapter.to_error,
+                                MessagesFromChat(adapter.stream_translator(chat_body), model=llm.name))
+        return _answer(upstream, record, call.scrub, adapter.to_error, lambda payload: _as_message(adapter, payload, llm))
+
+
+def _as_message(adapter: Adapter, payload: Any, llm: Llm) -> tuple[dict[str, Any], Usage]:
+    completion, usage = adapter.parse_response(payload)
+    return message_from_chat(completion, model=llm.name, provider=llm.provider), usage
+
+
+@sensitive_variables("target", "upstream")
+def count_tokens(caller: Caller, llm: Llm, body: dict[str, Any], *, version: str | None = None,
+                 betas: str | None = None) -> Answer:
+    """Count a Messages body's input tokens: anthropic Llms ask the provider; the others cannot (501,
+    and clients then estimate themselves). Audited, with no tokens billed."""
+    record = _record(caller, llm, Api.COUNT_TOKENS, {})
+    with _recorded(record) as call:
+        check_messages_request(body, counting=True)
+        if llm.provider != Provider.ANTHROPIC:
+            raise UnsupportedProvider(f"count_tokens is answered only by anthropic Llms; '{llm.name}' is "
+                                      f"{llm.provider}.")
+        request = messages_passthrough.upstream_request(call.target(llm), body, endpoint="messages/count_tokens",
+                                                        version=version, betas=betas)
+        upstream = transport.post(request, stream=False, provider=llm.provider)
+        return _answer(upstream, record, call.scrub, get_adapter(Provider.ANTHROPIC).to_error,
+                       lambda payload: (payload, Usage()))
 
 
 # Resolved keys (a vault read, a file read or a decryption each) for MCPD_AUTH_CACHE_SECONDS.
@@ -86,24 +172,25 @@ def _resolve_target(llm: Llm) -> Target:
                   default_max_tokens=llm.default_max_tokens)
 
 
-def _answer(adapter: Adapter, upstream: transport.UpstreamResponse, record: CallRecord,
-            scrub: Scrubber) -> Answer:
+def _answer(upstream: transport.UpstreamResponse, record: CallRecord, scrub: Scrubber, to_error: ToError,
+            read: Callable[[Any], tuple[Any, Usage]]) -> Answer:
+    """The provider's whole reply: `read` gives what the client gets and the usage. When that is the
+    provider's own object (a passthrough), its bytes are relayed as they came."""
     try:
         if upstream.status >= 300:
-            raise adapter.to_error(upstream.status, upstream.error_payload(), upstream.retry_after)
+            raise to_error(upstream.status, upstream.error_payload(), upstream.retry_after)
         raw = upstream.body(redact=scrub.chunk)
         payload = upstream.parse(raw)
-        completion, usage = adapter.parse_response(payload)
+        reply, usage = read(payload)
     finally:
         upstream.close()
     record.set_usage(usage)
     record.ok()
-    # A passthrough hands back the provider's own object: its bytes are relayed as they came.
-    return Answer(raw if completion is payload else wirejson.dumps(completion), record)
+    return Answer(raw if reply is payload else wirejson.dumps(reply), record)
 
 
-def _open_stream(adapter: Adapter, upstream: transport.UpstreamResponse, body: dict[str, Any],
-                 record: CallRecord, scrub: Scrubber) -> ProxyStream:
+def _open_stream(upstream: transport.UpstreamResponse, record: CallRecord, scrub: Scrubber, to_error: ToError,
+                 relay: Relay) -> ProxyStream:
     """Check the provider's answer before any header goes out, so early failures stay JSON errors."""
     if upstream.status >= 300 or not upstream.is_event_stream:
         try:
@@ -111,7 +198,6 @@ def _open_stream(adapter: Adapter, upstream: transport.UpstreamResponse, body: d
         finally:
             upstream.close()
         if upstream.status >= 300:
-            raise adapter.to_error(upstream.status, payload, upstream.retry_after)
+            raise to_error(upstream.status, payload, upstream.retry_after)
         raise bad_response(upstream.provider, "no event stream in answer to a streaming request")
-    return ProxyStream(upstream, ChatRelay(adapter.stream_translator(body)), record, scrub,
-                       keepalive=settings.STREAM_KEEPALIVE_SECONDS)
+    return ProxyStream(upstream, relay, record, scrub, keepalive=settings.STREAM_KEEPALIVE_SECONDS)

@@ -40,6 +40,7 @@ class Relay(Protocol):
 
     reads: str  # "events": the provider's parsed SSE events; "bytes": its body as it arrives
     usage: Usage
+    failed: ApiError | None  # a provider's error the relay has already passed on to the client as it came
 
     @property
     def done(self) -> bool:
@@ -110,6 +111,10 @@ class ProxyStream:
                     yield self._redacted(event)
                 if relay.done:
                     break
+            if relay.failed is not None:  # the client has the provider's own error event already
+                scrub_error(relay.failed, self._scrub)
+                self._record.fail_mid_stream(relay.failed)
+                return
             if not relay.done:
                 # The one place that decides it, for every adapter and route.
                 raise UpstreamError("The provider ended the stream before it was complete.",

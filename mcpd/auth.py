@@ -78,6 +78,21 @@ class BearerTokenAuthentication(BaseAuthentication):
         return 'Bearer realm="mcpd"'
 
 
+class ApiKeyHeaderAuthentication(BaseAuthentication):
+    """`x-api-key: TOKEN`, as the Anthropic SDKs send an mcpd token (Claude Code may send it beside
+    `Authorization: Bearer`, which is tried first)."""
+
+    def authenticate(self, request):
+        key = request.META.get("HTTP_X_API_KEY")
+        if not key:
+            return None
+        refuse_blocked_address(request)
+        return authenticate_bearer(b"Bearer " + key.encode("latin-1", "replace"))
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="mcpd"'
+
+
 def auth_failure_limit() -> throttle.Limit:
     """The per-address limit on failed API authentications, from the settings."""
     return throttle.Limit("api-auth-address", settings.API_MAX_AUTH_FAILURES_PER_ADDRESS,

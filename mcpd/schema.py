@@ -16,6 +16,15 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
         return {"type": "http", "scheme": "bearer", "description": "An mcpd API token (manage.py token issue)."}
 
 
+class ApiKeyHeaderScheme(OpenApiAuthenticationExtension):
+    target_class = "mcpd.auth.ApiKeyHeaderAuthentication"
+    name = "apiKeyHeader"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": "x-api-key",
+                "description": "An mcpd API token, as the Anthropic SDKs send a key."}
+
+
 ERROR = inline_serializer("Error", {"error": inline_serializer("ErrorDetail", {
     "message": serializers.CharField(),
     "type": serializers.CharField(),

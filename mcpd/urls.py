@@ -12,6 +12,8 @@ admin.site.index_title = "LLM gateway"
 admin.site.login_form = ThrottledAdminLoginForm
 
 urlpatterns = [
+    path("", views.root, name="root"),
+    path("api/hello", views.hello, name="hello"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),

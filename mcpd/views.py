@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
 from django.views import defaults
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from mcpd.errors import InternalError, NotFound
 from mcpd.http import error_response
@@ -40,3 +41,17 @@ def server_error(request: HttpRequest):
     if _is_api(request):
         return error_response(InternalError("Internal server error."))
     return defaults.server_error(request)
+
+
+@require_http_methods(["GET", "HEAD"])
+def root(request: HttpRequest) -> HttpResponse:
+    """HEAD / answers 200 (a client's connection probe, as Claude Code sends); a browser goes to the admin."""
+    if request.method == "HEAD":
+        return HttpResponse(status=200)
+    return redirect("admin:index")
+
+
+@require_http_methods(["GET", "HEAD"])
+def hello(request: HttpRequest) -> JsonResponse:
+    """HEAD /api/hello: Claude Code's connection-warming probe; no authentication."""
+    return JsonResponse({"status": "ok"})

@@ -12,6 +12,9 @@ if ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; 
   else sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver; fi
 fi
 
+# The coding agents driven end to end (Claude Code), from the npm registry.
+export MCPD_TEST_AGENTS_DIR=$(bash tests/agents.sh)
+
 echo "--> on SQLite"
 # loadgroup: the e2e tests (xdist_group "e2e") share one worker, hence one gunicorn server.
 $PYTEST -n 2 --dist loadgroup -p no:cacheprovider "$@"

@@ -25,6 +25,7 @@ class ChatRelay:
     """A provider's stream, through its adapter's translator, as chat.completion.chunk events."""
 
     reads = "events"
+    failed = None  # the translator raises a provider's error event: fail() tells the client
 
     def __init__(self, translator: StreamTranslator):
         self._translator = translator

@@ -108,8 +108,10 @@ def openai_stream_frames(
     include_usage: bool = False,
     finish_reason: str = "stop",
     usage: Mapping[str, int] | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> list[str]:
-    """chat.completion.chunk frames: role chunk, one chunk per piece, finish chunk, [usage chunk], [DONE]."""
+    """chat.completion.chunk frames: role chunk, one chunk per piece, one per tool call (whole), finish
+    chunk, [usage chunk], [DONE]."""
     base = {"id": f"chatcmpl-fake{uuid.uuid4().hex[:20]}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": model, "system_fingerprint": "fp_fake"}
 
@@ -121,6 +123,7 @@ def openai_stream_frames(
 
     frames = [chunk({"role": "assistant", "content": "", "refusal": None})]
     frames += [chunk({"content": piece}) for piece in text_pieces]
+    frames += [chunk({"tool_calls": [call]}) for call in tool_calls or []]
     frames.append(chunk({}, finish_reason))
     if include_usage:
         totals = dict(usage or {"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15})
@@ -390,6 +393,8 @@ class _Handler(BaseHTTPRequestHandler):
                 pieces = ["Hello", " from the fake", " provider."]
                 return sse_reply(openai_stream_frames(pieces, model, include_usage=usage), interval=0.05)
             return json_reply(_chat_completion(model), headers={"x-request-id": f"req_{uuid.uuid4().hex}"})
+        if rec.method == "POST" and path.endswith("/messages/count_tokens"):
+            return json_reply({"input_tokens": max(1, len(rec.body) // 4)})
         if rec.method == "POST" and path.endswith("/messages"):
             headers = {"request-id": f"req_fake{uuid.uuid4().hex[:20]}"}
             if req.get("stream"):

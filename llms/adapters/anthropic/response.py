@@ -56,6 +56,34 @@ def map_usage(usage: Any) -> tuple[dict[str, Any] | None, Usage]:
     return openai_usage(prompt, completion, cache_read or 0), Usage(prompt, completion, cache_read, cache_write)
 
 
+class UsageTally:
+    """Usage as an Anthropic stream reports it: message_start's counts, then each message_delta's, which
+    are cumulative: a count present overwrites, it is never added.
+    https://docs.anthropic.com/en/api/messages-streaming#event-types"""
+
+    FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+
+    def __init__(self) -> None:
+        self.raw: dict[str, int] = {}
+        self.usage = Usage()
+
+    def update(self, usage: Any) -> Usage:
+        """The audit Usage after this `usage` object (ignored unless an object)."""
+        if isinstance(usage, dict):
+            for name in self.FIELDS:
+                value = usage.get(name)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    self.raw[name] = value
+            has_input = any(name in self.raw for name in ("input_tokens", "cache_read_input_tokens"))
+            self.usage = Usage(
+                prompt_tokens=prompt_tokens(self.raw) if has_input else None,
+                completion_tokens=self.raw.get("output_tokens"),
+                cache_read_tokens=self.raw.get("cache_read_input_tokens"),
+                cache_write_tokens=self.raw.get("cache_creation_input_tokens"),
+            )
+        return self.usage
+
+
 def tool_call(block: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI tool call for a tool_use block (arguments as a JSON string)."""
     return {

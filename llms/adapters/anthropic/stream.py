@@ -10,8 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 from llms.adapters.anthropic.errors import PROVIDER, error_from_event
-from llms.adapters.anthropic.response import completion_id, finish_reason, openai_usage
-from llms.adapters.anthropic.tables import prompt_tokens
+from llms.adapters.anthropic.response import (
+    UsageTally,
+    completion_id,
+    finish_reason,
+    openai_usage,
+)
 from llms.adapters.anthropic.tools import RESPONSE_TOOL
 from llms.adapters.base import ChatChunk, ChatRequest, OutChunk, SseEvent, Usage
 from llms.adapters.errors import event_json
@@ -35,7 +39,7 @@ class AnthropicStreamTranslator:
         self._stop_reason: str | None = None
         self._finished = False  # the finish_reason chunk went out
         self._done = False
-        self._raw_usage: dict[str, int] = {}
+        self._tally = UsageTally()
         self.usage = Usage()
 
     @property
@@ -151,26 +155,7 @@ class AnthropicStreamTranslator:
         return [self._chunk({"tool_calls": [{"index": call, "function": {"arguments": piece}}]})]
 
     def _update_usage(self, usage: Any) -> None:
-        """Overwrite the counts present: message_delta usage is cumulative, never added."""
-        # https://docs.anthropic.com/en/api/messages-streaming#event-types
-        if not isinstance(usage, dict):
-            return
-        for name in (
-            "input_tokens",
-            "cache_creation_input_tokens",
-            "cache_read_input_tokens",
-            "output_tokens",
-        ):
-            value = usage.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                self._raw_usage[name] = value
-        has_input = any(name in self._raw_usage for name in ("input_tokens", "cache_read_input_tokens"))
-        self.usage = Usage(
-            prompt_tokens=prompt_tokens(self._raw_usage) if has_input else None,
-            completion_tokens=self._raw_usage.get("output_tokens"),
-            cache_read_tokens=self._raw_usage.get("cache_read_input_tokens"),
-            cache_write_tokens=self._raw_usage.get("cache_creation_input_tokens"),
-        )
+        self.usage = self._tally.update(usage)
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatChunk:
         """One chat.completion.chunk; the choice index is always 0 (not Anthropic's block index)."""
@@ -196,6 +181,6 @@ class AnthropicStreamTranslator:
         chunk["usage"] = openai_usage(
             self.usage.prompt_tokens or 0,
             self.usage.completion_tokens or 0,
-            self._raw_usage.get("cache_read_input_tokens", 0),
+            self._tally.raw.get("cache_read_input_tokens", 0),
         )
         return chunk

@@ -15,6 +15,14 @@ from mcpd.errors import UPSTREAM_OVERLOADED, ApiError
 ERROR_TYPES: dict[int, str] = {status: etype for etype, status in ERROR_STATUSES.items()} | {502: "api_error"}
 
 
+OVERLOADED = 529  # Anthropic's status for "overloaded for everyone", which its clients retry
+
+
+def status_of(error: ApiError) -> int:
+    """The HTTP status on this route: the contract's, but an overloaded provider stays 529."""
+    return OVERLOADED if error.code == UPSTREAM_OVERLOADED else error.status
+
+
 def error_type(error: ApiError) -> str:
     """The Anthropic error type for an ApiError: by its status, overloaded_error for an overloaded provider;
     another 4xx is invalid_request_error (as Anthropic uses it), another 5xx api_error."""

@@ -181,6 +181,7 @@ class MessagesFromChat:
     """
 
     reads = "events"
+    failed = None  # the translator raises a provider's error event: fail() tells the client
 
     def __init__(self, translator: StreamTranslator, model: str):
         self._translator = translator
