@@ -59,8 +59,8 @@ class Relay(Protocol):
         """The client API's one error event for a failure after the stream began."""
         ...
 
-    def keepalive(self) -> Event:
-        """What to send during a long silence of the provider."""
+    def keepalive(self) -> Event | None:
+        """What to send during a long silence of the provider (None: nothing can go out now)."""
         ...
 
 
@@ -104,7 +104,9 @@ class ProxyStream:
             self._reader = Heartbeat(source, self._keepalive)
             for item in self._reader:
                 if item is None:  # the provider has been silent for a while
-                    yield relay.keepalive()
+                    beat = relay.keepalive()
+                    if beat is not None:
+                        yield beat
                     continue
                 for event in relay.feed(item):
                     self._record.first_token()

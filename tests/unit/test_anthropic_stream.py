@@ -436,3 +436,4 @@ def test_each_translator_is_fresh():
     assert [
         call["index"] for delta in deltas(chunks) for call in delta.get("tool_calls", []) if "id" in call
     ] == [0, 1]
+

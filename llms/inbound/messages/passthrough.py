@@ -101,8 +101,9 @@ class PassthroughRelay:
     def fail(self, error: ApiError) -> list[Event]:
         return [Event(wirejson.dumps(error_body(error)), name="error")]
 
-    def keepalive(self) -> Event:
-        return PING
+    def keepalive(self) -> Event | None:
+        # Only between the provider's events: never inside one it has sent half of.
+        return None if self._pending else PING
 
 
 def _event_end(buffer: bytes) -> tuple[int, int]:
