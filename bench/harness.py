@@ -50,11 +50,12 @@ class Upstream:
             self.stop()
             raise RuntimeError("the stand-in upstream did not start")
         self.port = int(line[1])
+        self.pid = self._proc.pid
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self._stats = requests.Session()  # one kept-alive connection, so asking adds no connection
 
     def stats(self) -> dict[str, int]:
-        """Connections accepted and requests served so far."""
+        """Connections accepted and requests served so far, streams open now."""
         return self._stats.get(f"http://127.0.0.1:{self.port}/__stats", timeout=5).json()
 
     def stop(self) -> None:
@@ -82,6 +83,10 @@ class Mcpd:
         return f"bench-{self.suffix}"
 
     @property
+    def anthropic_llm(self) -> str:
+        return f"bench-{self.suffix}-anthropic"
+
+    @property
     def user(self) -> str:
         return f"bench-{self.suffix}"
 
@@ -100,16 +105,22 @@ class Mcpd:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
         return done.stdout
 
-    def set_up(self, upstream_url: str) -> None:
-        """migrate, then a db secret, an openai Llm at the stand-in, a user granted run on it, a token."""
+    def set_up(self, upstream_url: str, anthropic: bool = False) -> None:
+        """migrate, then a db secret, an openai Llm at the stand-in (and, if asked, an anthropic one), a user
+        granted run on each, a token."""
         self.manage("migrate", "--no-input")
         self.manage("secret", "set", f"bench-key-{self.suffix}", "--backend", "db", "--stdin",
                     stdin="sk-bench-" + secrets.token_hex(16))
         self.manage("llm", "add", self.llm, "--provider", "openai", "--model", "bench-model",
                     "--base-url", upstream_url, "--secret", f"bench-key-{self.suffix}")
+        if anthropic:
+            self.manage("llm", "add", self.anthropic_llm, "--provider", "anthropic", "--model", "claude-bench",
+                        "--base-url", upstream_url, "--secret", f"bench-key-{self.suffix}")
         self.manage("shell", "-c", "from django.contrib.auth import get_user_model; "
                     f"get_user_model().objects.create_user({self.user!r})")
         self.manage("llm", "grant", self.llm, "--user", self.user)
+        if anthropic:
+            self.manage("llm", "grant", self.anthropic_llm, "--user", self.user)
         self.token = self.manage("token", "issue", self.user, "--name", "bench").strip().splitlines()[-1]
 
     def remove(self) -> None:
@@ -117,31 +128,48 @@ class Mcpd:
 
 
 class Gunicorn:
-    """`.venv/bin/gunicorn -c gunicorn.conf.py mcpd.wsgi`, as `make run` starts it, on 127.0.0.1."""
+    """`.venv/bin/gunicorn -c gunicorn.conf.py mcpd.wsgi`, as `make run` starts it, on 127.0.0.1.
 
-    def __init__(self, mcpd: Mcpd, workers: int, threads: int):
+    The environment carries what gunicorn.conf.py reads, whichever of them the server of the day uses
+    (MCPD_THREADS for gthread, MCPD_WORKER_CONNECTIONS for an event-loop worker); `extra_args` go after the
+    command (e.g. `-k gevent` to try a worker class before gunicorn.conf.py names it): none by default."""
+
+    def __init__(self, mcpd: Mcpd, workers: int, threads: int, worker_connections: int | None = None,
+                 extra_args: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = mcpd.data_dir / "gunicorn.log"
-        env = mcpd.env(HOST="127.0.0.1", PORT=str(self.port), WEB_CONCURRENCY=str(workers),
-                       MCPD_THREADS=str(threads), MCPD_ACCESS_LOG="/dev/null")
-        with open(self.log, "w") as log:
-            self._proc = subprocess.Popen([GUNICORN, "-c", "gunicorn.conf.py", "mcpd.wsgi"], cwd=ROOT, env=env,
-                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_ready(workers)
+        self.log.write_text("")
+        extra = {"MCPD_WORKER_CONNECTIONS": str(worker_connections)} if worker_connections else {}
+        self._env = mcpd.env(HOST="127.0.0.1", PORT=str(self.port), WEB_CONCURRENCY=str(workers),
+                             MCPD_THREADS=str(threads), MCPD_ACCESS_LOG="/dev/null", **extra)
+        self._workers = workers
+        self.command = [GUNICORN, "-c", "gunicorn.conf.py", *extra_args, "mcpd.wsgi"]
+        self.start()
 
-    def _wait_ready(self, workers: int) -> None:
+    def start(self) -> None:
+        """Start it (again, on the same port: a restart appends to the same log)."""
+        logged = len(self.log.read_text())
+        with open(self.log, "a") as log:
+            self._proc = subprocess.Popen(self.command, cwd=ROOT, env=self._env,
+                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid = self._proc.pid
+        self._wait_ready(logged)
+
+    def answers(self, timeout: float) -> bool:
+        """Whether /healthz answers within `timeout` seconds."""
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=timeout).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def _wait_ready(self, logged: int) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited:\n{self.log.read_text()[-2000:]}")
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    booted = self.log.read_text().count("Booting worker")
-                    if booted >= workers:
-                        return
-            except requests.ConnectionError:
-                pass
+            if self.answers(2) and self.log.read_text()[logged:].count("Booting worker") >= self._workers:
+                return
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"gunicorn did not become ready:\n{self.log.read_text()[-2000:]}")
