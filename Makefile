@@ -44,8 +44,10 @@ test: install-test
 lint: install-test
 	$(BIN)/ruff check .
 
+# Side by side: the stand-in provider alone, mcpd as `make run` serves it, and LiteLLM (installed on first
+# use into ~/.cache/mcpd-bench). BENCH_ARGS=--quick for a short run, --no-litellm without LiteLLM.
 bench: install-test
-	$(BIN)/python bench/proxy_overhead.py
+	$(BIN)/python bench/serving.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var/static

@@ -206,23 +206,28 @@ def report(results: dict, args: argparse.Namespace, elapsed: float) -> None:
 
 def key_check_cost(results: dict, args: argparse.Namespace) -> None:
     """What the exact-key test on relayed bytes (llms/scrub.py Scrubber.chunk) costs per stream chunk."""
+    m, d = results["mcpd"], results["direct"]
+    relay_us = (pct(m["total"], 50) - pct(m["ttfc"], 50) - pct(d["total"], 50) + pct(d["ttfc"], 50)) / args.chunks * 1000
+    print(key_check_line(args.chunks, relay_us))
+
+
+def key_check_line(chunks: int, relay_us: float) -> str:
+    """The key check's cost per chunk of the stand-in's stream, and its share of `relay_us` (what mcpd adds)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from fast_upstream import stream_frames
 
     from llms.scrub import Scrubber
 
     scrub = Scrubber("sk-proj-" + "k" * 156)  # as long as an OpenAI project key
-    frames = stream_frames(args.chunks, usage=False)[:args.chunks]
+    frames = stream_frames(chunks, usage=False)[:chunks]
     runs = 2000
     started = time.perf_counter()
     for _ in range(runs):
         for frame in frames:
             scrub.chunk(frame)
     per_chunk_us = (time.perf_counter() - started) / (runs * len(frames)) * 1e6
-    m, d = results["mcpd"], results["direct"]
-    relay_us = (pct(m["total"], 50) - pct(m["ttfc"], 50) - pct(d["total"], 50) + pct(d["ttfc"], 50)) / args.chunks * 1000
-    print(f"key check on relayed bytes: {per_chunk_us:.3f} us per chunk ({len(frames[0])}-byte frames), "
-          f"{per_chunk_us / relay_us * 100 if relay_us > 0 else 0:.1f}% of the {relay_us:.1f} us mcpd adds per chunk")
+    return (f"key check on relayed bytes: {per_chunk_us:.3f} us per chunk ({len(frames[0])}-byte frames), "
+            f"{per_chunk_us / relay_us * 100 if relay_us > 0 else 0:.1f}% of the {relay_us:.1f} us mcpd adds per chunk")
 
 
 def shorten(sql: str, width: int = 150) -> str:
