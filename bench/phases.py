@@ -41,11 +41,23 @@ class Side:
     calls: dict[tuple[str, str], Call]
     server: Server | None = None
 
-    def recover(self) -> bool:
-        """After a batch: True if the server had stopped answering and was restarted."""
-        if self.server is None or self.server.answers(10):
+    def recover(self, upstream: Upstream, patience: float = 60.0) -> bool:
+        """After a batch: True if the server had stopped answering and was restarted. A server still working
+        through abandoned requests (the stand-in sees requests or streams come and go) is given `patience`
+        seconds; one that makes no progress for 6 s while its health check goes unanswered is wedged."""
+        if self.server is None:
             return False
-        print(f"  {self.name} does not answer its health check: restarting it", flush=True)
+        started, last, still_since = time.monotonic(), None, time.monotonic()
+        while time.monotonic() - started < patience:
+            if self.server.answers(2):
+                return False
+            stats = upstream.stats()
+            now = (stats["requests"], stats["streaming"])
+            if now != last:
+                last, still_since = now, time.monotonic()
+            elif time.monotonic() - still_since >= 6:
+                break
+        print(f"  {self.name} does not answer its health check and makes no progress: restarting it", flush=True)
         self.server.stop()
         self.server.start()
         self.tree = Tree(self.server.pid)
@@ -139,30 +151,41 @@ def settle(upstream: Upstream, trees: list[Tree], limit: float = 60.0) -> None:
     print(f"  (still busy after {limit:.0f} s: measuring on)", flush=True)
 
 
-def held_phase(sides: list[Side], upstream: Upstream, route: str, args: argparse.Namespace) -> Levels:
-    """n simultaneous streams per side, one batch each, the order flipping from one n to the next. A side none
-    of whose streams ended in time at one n is not run at larger ones (it would only fail again, slowly)."""
-    results: Levels = {}
-    failed: dict[str, int] = {}
-    for i, n in enumerate(args.held):
-        results[n] = {}
-        for side in alternating(sides, i):
-            if failed.get(side.name, n) < n:
-                results[n][side.name] = Tally(skipped=f"not run: no stream ended in time at {failed[side.name]}")
-                continue
-            settle(upstream, [upstream_tree(upstream)] + [s.tree for s in sides])
-            tree = side.tree.refresh()
-            tree.peak = tree.rss()
-            cpu, started = tree.cpu(), time.monotonic()
-            outcomes = simultaneous(side.calls[route, "held"], n, args.deadline, sample=tree.sample)
-            t = results[n][side.name] = Tally(outcomes=outcomes, cpu=tree.cpu() - cpu, peak_rss=tree.peak)
-            print(f"  {route} {n} streams, {side.name}: {sum(t.errors.values())} errors, first chunk p99 "
-                  f"{pct([o.ttfc for o in outcomes], 99):.2f} s, {tree.peak / 2**20:.0f} MB, "
-                  f"{time.monotonic() - started:.1f} s", flush=True)
-            t.restarted = side.recover()
-            if not t.ok:
-                failed[side.name] = min(n, failed.get(side.name, n))
+def held_phase(sides: list[Side], upstream: Upstream, args: argparse.Namespace) -> dict[str, Levels]:
+    """n simultaneous streams per side and route, one batch each, smallest n first for every route (a server
+    rarely gives memory back: a larger n first would raise the smaller one's RSS), the order of the sides
+    flipping every batch. A side none of whose streams ended in time at one n is not run at larger ones."""
+    results: dict[str, Levels] = {route: {} for route in args.routes}
+    failed: dict[tuple[str, str], int] = {}
+    i = 0
+    for n in sorted(args.held):
+        for route in args.routes:
+            results[route][n] = {}
+            for side in alternating(sides, i):
+                if (side.name, route) in failed:
+                    results[route][n][side.name] = Tally(
+                        skipped=f"not run: no stream ended in time at {failed[side.name, route]}")
+                    continue
+                results[route][n][side.name] = held_batch(side, upstream, sides, route, n, args)
+                if not results[route][n][side.name].ok:
+                    failed[side.name, route] = n
+            i += 1
     return results
+
+
+def held_batch(side: Side, upstream: Upstream, sides: list[Side], route: str, n: int,
+               args: argparse.Namespace) -> Tally:
+    settle(upstream, [upstream_tree(upstream)] + [s.tree for s in sides])
+    tree = side.tree.refresh()
+    tree.peak = start_rss = tree.rss()
+    cpu, started = tree.cpu(), time.monotonic()
+    outcomes = simultaneous(side.calls[route, "held"], n, args.deadline, sample=tree.sample)
+    t = Tally(outcomes=outcomes, cpu=tree.cpu() - cpu, peak_rss=tree.peak, start_rss=start_rss)
+    print(f"  {route} {n} streams, {side.name}: {sum(t.errors.values())} errors, first chunk p99 "
+          f"{pct([o.ttfc for o in outcomes], 99):.2f} s, {tree.peak / 2**20:.0f} MB, "
+          f"{time.monotonic() - started:.1f} s", flush=True)
+    t.restarted = side.recover(upstream)
+    return t
 
 
 _upstream_trees: dict[int, Tree] = {}
@@ -195,7 +218,7 @@ def measure(sides: list[Side], upstream: Upstream, args: argparse.Namespace) -> 
                                                     lambda c, total: max(10, 2 * c, total // 4))
         print(f"{ROUTES[route]}: non-streaming and streams, {time.monotonic() - started:.0f} s", flush=True)
     if "held" in args.phases:
-        for route in args.routes:
-            print(f"{ROUTES[route]}: simultaneous {args.hold:g}-s streams …", flush=True)
-            results[route]["held"] = held_phase(sides, upstream, route, args)
+        print(f"simultaneous {args.hold:g}-s streams …", flush=True)
+        for route, levels in held_phase(sides, upstream, args).items():
+            results[route]["held"] = levels
     return results

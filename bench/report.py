@@ -22,6 +22,7 @@ class Tally:
     cpu: float = 0.0  # CPU seconds of the side's server tree over its batches
     upstream: int = 0  # connections the stand-in accepted during the side's batches
     peak_rss: int = 0  # bytes, the server tree's peak while streams were held
+    start_rss: int = 0  # bytes, the same just before the batch
     rounds: list[list[Outcome]] = field(default_factory=list)  # per batch, for the spread
     restarted: bool = False  # the server stopped answering after the batch and was restarted
     skipped: str = ""  # why this batch was not run
@@ -133,6 +134,7 @@ def held_rows(levels: dict[int, dict[str, Tally]]) -> list[Row]:
                      _by_side(tallies, lambda t: pct([o.latency if not o.error else math.inf
                                                       for o in t.outcomes], 99))),
                  Row(f"{n:>5} streams server RSS peak MB", "MB", _by_side(tallies, lambda t: t.peak_rss / 2**20)),
+                 Row(f"{n:>5} streams  (RSS before, MB)", "MB", _by_side(tallies, lambda t: t.start_rss / 2**20)),
                  Row(f"{n:>5} streams server CPU s", "s", _by_side(tallies, lambda t: t.cpu)),
                  Row(f"{n:>5} streams server wedged, restarted", "n", _by_side(tallies, lambda t: int(t.restarted)))]
     return rows
