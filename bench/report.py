@@ -83,10 +83,13 @@ def table(title: str, rows: list[Row], cap: dict[str, float] | None = None) -> N
             added = f"{m - s:+.3f}" if row.unit == "ms" and abs(m - s) < 10 else f"{m - s:+.2f}"
         if row.unit != "n" and s and m is not None and math.isfinite(m) and math.isfinite(s):
             ratio = f"{m / s:.2f}×"
-        if row.unit != "n" and m and w is not None and len(finite) and math.isfinite(m):
-            better = (w / m) if row.lower_is_better else (m / w)
-            versus = f"{better:.2f}× better" if better >= 1 else f"{1 / better:.2f}× worse" if better else "-"
         limit = (cap or {}).get(row.unit)
+        if row.unit != "n" and m and w is not None and len(finite) and math.isfinite(m):
+            if math.isinf(w):  # LiteLLM past the deadline: mcpd is better by more than deadline / mcpd
+                versus = f">{limit / m:.2f}× better" if limit and row.lower_is_better else "-"
+            else:
+                better = (w / m) if row.lower_is_better else (m / w)
+                versus = f"{better:.2f}× better" if better >= 1 else f"{1 / better:.2f}× worse" if better else "-"
         print(f"{row.label:34}{_fmt(s, row.unit, limit):>10}{_fmt(m, row.unit, limit):>10}"
               f"{_fmt(w, row.unit, limit):>10}{added:>12}{ratio:>12}{versus:>17}")
 
