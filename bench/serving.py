@@ -88,7 +88,7 @@ def parse_args() -> argparse.Namespace:
     ints = lambda text: [int(v) for v in text.split(",") if v]  # noqa: E731
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="a short run: fewer calls, 100 and 1,000 simultaneous streams")
+                        help="a short run: fewer calls; 100 and 1,000 simultaneous streams, on the first route only")
     parser.add_argument("--no-litellm", action="store_true", help="stand-in and mcpd only")
     parser.add_argument("--litellm-venv", type=Path, default=None,
                         help="where LiteLLM is (or gets) installed (default: ~/.cache/mcpd-bench/litellm-VERSION)")
@@ -127,6 +127,7 @@ def parse_args() -> argparse.Namespace:
     args.requests = args.requests or (100 if args.quick else 300)
     args.streams = args.streams or (15 if args.quick else 30)
     args.held = args.held or ([100, 1000] if args.quick else [100, 1000, 2000])
+    args.held_routes = args.routes[:1] if args.quick else args.routes  # held streams take most of a run
     counts = [args.requests, args.streams, args.chunks, args.workers, args.threads, *args.concurrency,
               *args.stream_concurrency, *args.held]
     if min(counts) < 1 or args.chunk_ms < 0 or args.hold <= 0 or args.deadline <= args.hold:
