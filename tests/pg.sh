@@ -3,7 +3,8 @@
 # Prints the DATABASE_URL to stdout; the server lives in $PGROOT until `tests/pg.sh stop`.
 set -euo pipefail
 PGROOT=${MCPD_TEST_PG_ROOT:-/tmp/mcpd-test-pg}
-PGPORT=${MCPD_TEST_PG_PORT:-55432}
+# Below the kernel's ephemeral range (32768-60999): a client's port there can keep the server from binding.
+PGPORT=${MCPD_TEST_PG_PORT:-25432}
 PGMAXCONN=${MCPD_TEST_PG_MAX_CONNECTIONS:-100}
 
 find_bin() {

@@ -154,7 +154,7 @@ def running_server(tmp_path_factory, *, env: dict[str, str] | None = None, args:
 @pytest.fixture(scope="session")
 def small_postgres() -> Iterator[str]:
     """A PostgreSQL of its own (tests/pg.sh) that allows only 50 connections; the URL of a fresh database."""
-    env = {**os.environ, "MCPD_TEST_PG_PORT": "55435", "MCPD_TEST_PG_MAX_CONNECTIONS": "50",
+    env = {**os.environ, "MCPD_TEST_PG_PORT": "25435", "MCPD_TEST_PG_MAX_CONNECTIONS": "50",
            "MCPD_TEST_PG_ROOT": "/tmp/mcpd-test-pg-small"}
     url = subprocess.run(["bash", "tests/pg.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
                          check=True).stdout.strip()
