@@ -6,6 +6,7 @@ layer turns them into responses (mcpd/http.py) and maps framework exceptions ont
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 # The vocabulary of `code` for failures of the provider (502 upstream_error, 504 timeout_error), one
@@ -28,25 +29,36 @@ class ApiError(Exception):
     code: str | None = None
 
     def __init__(self, message: str, *, code: str | None = None, retry_after: str | None = None,
-                 detail: str | None = None):
+                 detail: str | None = None, param: str | None = None):
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.retry_after = retry_after
         self.detail = detail  # for the audit row and logs only: server details the client need not see
+        self.param = param  # the request field at fault, as OpenAI's clients read it
 
     def to_body(self) -> dict[str, Any]:
-        """The contract's error body."""
-        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+        """The contract's error body (OpenAI's shape: `param` names the field at fault, or null)."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def headers(self) -> dict[str, str]:
         """Response headers that travel with this error (Retry-After)."""
         return {"Retry-After": self.retry_after} if self.retry_after else {}
 
 
+# A refusal's message starts with the field it concerns ("messages[2].role must be…", "'model' is
+# required.", "top_k: not supported…"), a convention every check and adapter keeps: that is its `param`.
+_FIELD_FIRST = re.compile(r"'?([a-z_][a-z0-9_]*(?:\[\d+\]|\.[a-z_][a-z0-9_]*)*)'?(?=[ :])")
+
+
 class InvalidRequest(ApiError):
     status, type = 400, "invalid_request_error"
+
+    def __init__(self, message: str, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        if self.param is None and (field := _FIELD_FIRST.match(message)):
+            self.param = field.group(1)
 
 
 class AuthenticationFailed(ApiError):

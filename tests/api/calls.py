@@ -17,7 +17,7 @@ def infer(client, body=CHAT, name="gpt", **extra):
 def error_of(response) -> dict:
     """The contract's error object of a response, checked for its exact shape."""
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "code"}
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
     return body["error"]
 
 

@@ -38,7 +38,7 @@ def models(client):
 
 def error_of(response) -> dict:
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "code"}
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
     return body["error"]
 
 
@@ -52,7 +52,8 @@ def test_an_address_over_its_limit_gets_429_with_retry_after(clock, db):
     fail(3)
     response = models(bearer("mcpd_not-a-token"))
     assert response.status_code == 429 and response["Retry-After"] == "40"
-    assert error_of(response) == {"message": TOO_MANY.format(40), "type": "rate_limit_error", "code": "rate_limited"}
+    assert error_of(response) == {"message": TOO_MANY.format(40), "type": "rate_limit_error", "param": None,
+                                  "code": "rate_limited"}
     assert "WWW-Authenticate" not in response
 
 

@@ -50,7 +50,7 @@ def test_it_answers_401_in_the_contract_shape(header, llm):
     response = client.get("/api/v1/llms/")
     assert response.status_code == 401
     assert response.json()["error"]["type"] == "authentication_error"
-    assert set(response.json()["error"]) == {"message", "type", "code"}
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 
 
 def test_every_response_carries_a_request_id(alice, client_for):

@@ -109,3 +109,23 @@ def test_the_row_has_the_cache_tokens_anthropic_reports(alice, client_for, upstr
     assert infer(client_for(alice)).status_code == 200
     [row] = rows()
     assert (row.prompt_tokens, row.cache_read_tokens, row.cache_write_tokens) == (1210, 1000, 200)
+
+
+@pytest.mark.parametrize("provider, body, param", [
+    ("openai", {"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+    ("openai", {"messages": []}, "messages"),
+    ("anthropic", {**CHAT, "logprobs": True}, "logprobs"),
+    ("anthropic", {**CHAT, "n": 2}, "n"),
+    ("openai", {**CHAT, "max_tokens": -1}, "max_tokens"),
+])
+def test_a_refused_field_is_named_in_param(alice, client_for, upstream_llm, fake_upstream, provider, body, param):
+    upstream_llm.provider = provider
+    upstream_llm.save()
+    response = infer(client_for(alice), body)
+    assert response.status_code == 400 and error_of(response)["param"] == param
+    assert fake_upstream.requests == []
+
+
+def test_an_error_that_is_not_about_a_field_has_a_null_param(alice, client_for, upstream_llm):
+    response = client_for(alice).post("/api/v1/llms/gpt/infer", data="not json", content_type="application/json")
+    assert response.status_code == 400 and error_of(response)["param"] is None

@@ -25,7 +25,7 @@ def infer(client, body=CHAT, name="gpt", **extra):
 
 def error_of(response) -> dict:
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "code"}
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
     return body["error"]
 
 
@@ -436,6 +436,6 @@ def test_an_unexpected_failure_is_a_500_in_the_contract_shape_and_audited(alice,
     monkeypatch.setattr(proxy, "get_adapter", broken)  # a bug inside the service, which owns the record
     response = infer(client_for(alice))
     assert response.status_code == 500
-    assert error_of(response) == {"message": "Internal server error.", "type": "api_error", "code": None}
+    assert error_of(response) == {"message": "Internal server error.", "type": "api_error", "param": None, "code": None}
     [row] = audit_rows()
     assert (row.status, row.outcome) == (500, "error") and FAKE_KEY not in row.error

@@ -29,7 +29,7 @@ def assert_401(response) -> None:
     assert response.status_code == 401
     body = response.json()
     assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "code"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
     assert body["error"]["type"] == "authentication_error"
     assert response["WWW-Authenticate"].startswith("Bearer")
 
