@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from llms.adapters.anthropic.tables import IMAGE_MEDIA_TYPES, data_url, image_media_type
+from llms.adapters.chat import REASONING_REPLAYED
 from mcpd import wirejson
 from mcpd.errors import InvalidRequest
 
@@ -239,10 +240,7 @@ def assistant_message(blocks: list[Placed], provider: str) -> ChatMessage | None
     if calls:
         message["tool_calls"] = calls
     reasoning = _joined(thoughts)
-    if reasoning and provider == "deepseek":
-        # Thinking is dropped for chat providers, which cannot take it back; DeepSeek's thinking mode
-        # refuses a tool-call turn without it ("The reasoning_content in the thinking mode must be passed
-        # back to the API"): https://api-docs.deepseek.com/guides/thinking_mode#tool-calls
+    if reasoning and provider in REASONING_REPLAYED:  # dropped for the others, which cannot take it back
         message["reasoning_content"] = reasoning
     return message
 

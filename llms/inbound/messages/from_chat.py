@@ -14,6 +14,7 @@ from typing import Any
 
 from llms.adapters.anthropic.tables import UNKNOWN_STOP_REASON, anthropic_usage, stop_reason_of
 from llms.adapters.base import OutChunk, SseEvent, StreamTranslator, Usage
+from llms.adapters.chat import reasoning_of
 from llms.adapters.errors import bad_response, event_json
 from llms.adapters.passthrough import usage_of
 from llms.inbound.messages.errors import error_body
@@ -25,9 +26,6 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "openai-compatible"  # how the provider is named in a bad_response
 PING = Event(name="ping", data=b'{"type":"ping"}')
-# The names of a chat model's reasoning text: DeepSeek's (and older vLLM's) reasoning_content, vLLM's
-# newer reasoning (https://github.com/vllm-project/vllm/issues/27755); servers that send both repeat it.
-REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
 def message_id(completion_id: Any) -> str:
@@ -40,15 +38,6 @@ def message_id(completion_id: Any) -> str:
 def new_tool_use_id() -> str:
     """An id for a tool call the provider gave none."""
     return f"toolu_{uuid.uuid4().hex}"
-
-
-def reasoning_of(message: dict[str, Any]) -> str:
-    """The reasoning text of a chat message or delta ("" when none)."""
-    for name in REASONING_FIELDS:
-        value = message.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return ""
 
 
 def text_of(message: dict[str, Any]) -> str:
