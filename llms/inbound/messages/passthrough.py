@@ -16,6 +16,7 @@ from llms.adapters.anthropic.response import UsageTally, map_usage
 from llms.adapters.base import Target, UpstreamRequest, Usage
 from llms.adapters.errors import bad_response, event_json
 from llms.inbound.messages.errors import error_body
+from llms.sse import EventSplitter
 from llms.streaming import Event
 from mcpd import wirejson
 from mcpd.errors import ApiError
@@ -51,7 +52,7 @@ class PassthroughRelay:
     reads = "bytes"
 
     def __init__(self) -> None:
-        self._pending = b""  # the start of an event not complete yet
+        self._events = EventSplitter()
         self._tally = UsageTally()
         self._done = False
         self.failed: ApiError | None = None
@@ -65,25 +66,12 @@ class PassthroughRelay:
         return self._done
 
     def feed(self, item: bytes) -> list[Event]:
-        self._pending += item
-        while True:
-            end, size = _event_end(self._pending)
-            if end < 0:
-                break
-            self._read(self._pending[:end])
-            self._pending = self._pending[end + size:]
+        for name, data in self._events.feed(item):
+            if name in _READ:
+                self._read(name, event_json(data.decode("utf-8", "replace"), PROVIDER))
         return [Event(item, kind="raw")]
 
-    def _read(self, block: bytes) -> None:
-        name, data = b"", []
-        for line in block.splitlines():
-            if line.startswith(b"event:"):
-                name = line[6:].strip()
-            elif line.startswith(b"data:"):
-                data.append(line[5:].lstrip(b" "))
-        if name not in _READ:
-            return
-        event = event_json(b"\n".join(data).decode("utf-8", "replace"), PROVIDER)
+    def _read(self, name: bytes, event: dict[str, Any]) -> None:
         if name == b"message_start":
             message = event.get("message")
             self._tally.update(message.get("usage") if isinstance(message, dict) else None)
@@ -103,12 +91,4 @@ class PassthroughRelay:
 
     def keepalive(self) -> Event | None:
         # Only between the provider's events: never inside one it has sent half of.
-        return None if self._pending else PING
-
-
-def _event_end(buffer: bytes) -> tuple[int, int]:
-    """Where the first complete event of the buffer ends, and the length of the blank line that ends
-    it (-1, 0 when none is complete yet)."""
-    ends = [(buffer.find(sep), len(sep)) for sep in (b"\n\n", b"\r\n\r\n")]
-    found = [(at, size) for at, size in ends if at >= 0]
-    return min(found) if found else (-1, 0)
+        return None if self._events.inside_event else PING
