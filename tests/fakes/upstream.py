@@ -1,4 +1,5 @@
-"""A real HTTP server on 127.0.0.1 that plays OpenAI, Anthropic and Vault KV v2 for the test suite.
+"""A real HTTP server on 127.0.0.1 that plays OpenAI (chat.completions, responses), Anthropic and Vault KV v2
+for the test suite.
 
 Stdlib only: ``ThreadingHTTPServer`` in a daemon thread, HTTP/1.1 keep-alive, chunked SSE streams
 written and flushed frame by frame. Script replies with ``fake.reply(...)`` (FIFO, POSTs only);
@@ -158,6 +159,101 @@ def anthropic_stream_frames(
         sse_frame({"type": "message_stop"}, "message_stop"),
     ]
     return frames
+
+
+def responses_object(
+    model: str = "gpt-4.1-mini",
+    output: list[dict[str, Any]] | None = None,
+    status: str = "completed",
+    usage: Mapping[str, Any] | None = None,
+    request: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A Responses API `response` object as OpenAI documents it (the request's configuration echoed)."""
+    req = dict(request or {})
+    if output is None:
+        output = [_message_item(HELLO)]
+    if usage is None and status != "in_progress":
+        usage = {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 6,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 17}
+    now = int(time.time())
+    return {
+        "id": f"resp_fake{uuid.uuid4().hex}", "object": "response", "created_at": now, "status": status,
+        "background": False, "completed_at": now if status == "completed" else None, "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": req.get("instructions"), "max_output_tokens": req.get("max_output_tokens"),
+        "model": model, "output": output, "parallel_tool_calls": req.get("parallel_tool_calls", True),
+        "previous_response_id": None, "prompt_cache_key": req.get("prompt_cache_key"),
+        "reasoning": {"effort": None, "summary": None}, "service_tier": "default", "store": req.get("store", True),
+        "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": req.get("tool_choice", "auto"), "tools": req.get("tools", []), "top_p": 1.0,
+        "truncation": "disabled", "usage": dict(usage) if usage else None, "user": None, "metadata": {},
+    }
+
+
+def _message_item(text: str, status: str = "completed") -> dict[str, Any]:
+    return {"id": f"msg_fake{uuid.uuid4().hex}", "type": "message", "status": status, "role": "assistant",
+            "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]}
+
+
+def responses_stream_frames(
+    text_pieces: list[str],
+    model: str = "gpt-4.1-mini",
+    function_calls: list[dict[str, str]] | None = None,
+    reasoning: str | None = None,
+    status: str = "completed",
+    usage: Mapping[str, Any] | None = None,
+    request: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """A Responses API stream as OpenAI sends it: created, in_progress, [a reasoning item with an encrypted
+    summary], a message item of ``text_pieces``, one function_call item per ``{"name", "arguments"}`` (its
+    arguments in two deltas), then response.completed (or .incomplete); every event numbered."""
+    final = responses_object(model, [], status, usage, request)
+    first = {**final, "status": "in_progress", "usage": None, "completed_at": None, "incomplete_details": None}
+    events: list[dict[str, Any]] = [{"type": "response.created", "response": first},
+                                    {"type": "response.in_progress", "response": first}]
+    output: list[dict[str, Any]] = final["output"]
+
+    def item_events(item: dict[str, Any], middle: list[dict[str, Any]], done: dict[str, Any]) -> None:
+        index = len(output)
+        events.append({"type": "response.output_item.added", "output_index": index, "item": item})
+        events.extend({**e, "item_id": item["id"], "output_index": index} for e in middle)
+        events.append({"type": "response.output_item.done", "output_index": index, "item": done})
+        output.append(done)
+
+    if reasoning is not None:
+        rid = f"rs_fake{uuid.uuid4().hex}"
+        part = {"type": "summary_text", "text": reasoning}
+        item_events({"id": rid, "type": "reasoning", "encrypted_content": "gAAAAAfake-start", "summary": []}, [
+            {"type": "response.reasoning_summary_part.added", "summary_index": 0, "part": {**part, "text": ""}},
+            {"type": "response.reasoning_summary_text.delta", "summary_index": 0, "delta": reasoning},
+            {"type": "response.reasoning_summary_text.done", "summary_index": 0, "text": reasoning},
+            {"type": "response.reasoning_summary_part.done", "summary_index": 0, "part": part},
+        ], {"id": rid, "type": "reasoning", "encrypted_content": "gAAAAAfake-final", "summary": [part]})
+    if text_pieces:
+        text = "".join(text_pieces)
+        done = _message_item(text, "incomplete" if status == "incomplete" else "completed")
+        part = done["content"][0]
+        item_events({**done, "status": "in_progress", "content": []}, [
+            {"type": "response.content_part.added", "content_index": 0, "part": {**part, "text": ""}},
+            *({"type": "response.output_text.delta", "content_index": 0, "delta": piece, "logprobs": []}
+              for piece in text_pieces),
+            {"type": "response.output_text.done", "content_index": 0, "text": text, "logprobs": []},
+            {"type": "response.content_part.done", "content_index": 0, "part": part},
+        ], done)
+    for call in function_calls or []:
+        args = call["arguments"]
+        done = {"type": "function_call", "id": f"fc_fake{uuid.uuid4().hex}",
+                "call_id": call.get("call_id") or f"call_fake{uuid.uuid4().hex[:24]}", "name": call["name"],
+                "arguments": args, "status": "completed"}
+        half = len(args) // 2
+        item_events({**done, "arguments": "", "status": "in_progress"}, [
+            {"type": "response.function_call_arguments.delta", "delta": args[:half]},
+            {"type": "response.function_call_arguments.delta", "delta": args[half:]},
+            {"type": "response.function_call_arguments.done", "arguments": args},
+        ], done)
+    terminal = "response.incomplete" if status == "incomplete" else "response.completed"
+    events.append({"type": terminal, "response": final})
+    return [sse_frame({**event, "sequence_number": n}, event["type"]) for n, event in enumerate(events)]
 
 
 def sse_file_frames(path: str | Path) -> list[str]:
@@ -393,6 +489,12 @@ class _Handler(BaseHTTPRequestHandler):
                 pieces = ["Hello", " from the fake", " provider."]
                 return sse_reply(openai_stream_frames(pieces, model, include_usage=usage), interval=0.05)
             return json_reply(_chat_completion(model), headers={"x-request-id": f"req_{uuid.uuid4().hex}"})
+        if rec.method == "POST" and path.endswith("/responses"):
+            headers = {"x-request-id": f"req_{uuid.uuid4().hex}"}
+            if req.get("stream"):
+                pieces = ["Hello", " from the fake", " provider."]
+                return sse_reply(responses_stream_frames(pieces, model, request=req), interval=0.05, headers=headers)
+            return json_reply(responses_object(model, request=req), headers=headers)
         if rec.method == "POST" and path.endswith("/messages/count_tokens"):
             return json_reply({"input_tokens": max(1, len(rec.body) // 4)})
         if rec.method == "POST" and path.endswith("/messages"):
