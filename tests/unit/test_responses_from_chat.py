@@ -843,3 +843,31 @@ def test_the_responses_translation_imports_no_django_drf_or_requests():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'django', 'rest_framework', 'requests', 'urllib3'}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+AGENTS = {"type": "namespace", "name": "multi_agent_v1", "description": "Tools for sub-agents.",
+          "tools": [{"type": "function", "name": "close_agent", "parameters": {"type": "object"}},
+                    {**PATCH_TOOL, "name": "patch_agent"}]}
+
+
+def test_a_call_of_a_namespaces_tool_names_the_tool_and_its_namespace():
+    request = {**REQUEST, "stream": False, "tools": [AGENTS]}
+    calls = [function("call_1", "multi_agent_v1__close_agent", '{"target":"a1"}'),
+             function("call_2", "multi_agent_v1__patch_agent", '{"input":"*** Begin Patch"}')]
+    output = translate(completion({"content": None, "tool_calls": calls}, "tool_calls"), request)["output"]
+    assert [(item["type"], item["name"], item["namespace"]) for item in output] == [
+        ("function_call", "close_agent", "multi_agent_v1"), ("custom_tool_call", "patch_agent", "multi_agent_v1")]
+    assert output[1]["input"] == "*** Begin Patch"
+
+
+def test_a_streamed_call_of_a_namespaces_tool_names_the_tool_and_its_namespace():
+    relay = relay_for(request={**REQUEST, "tools": [AGENTS]})
+    events = run(relay, [chunk({"role": "assistant"}),
+                         chunk({"tool_calls": [call(0, '{"target":', "call_9", "multi_agent_v1__close_agent")]}),
+                         chunk({"tool_calls": [call(0, '"a1"}')]}), chunk({}, "tool_calls"), usage_chunk(5, 3), DONE])
+    assert_well_formed(events)
+    added = next(data["item"] for name, data in events if name == "response.output_item.added")
+    done = next(data for name, data in events if name == "response.function_call_arguments.done")
+    final = events[-1][1]["response"]["output"][0]
+    assert (added["name"], added["namespace"], done["name"]) == ("close_agent", "multi_agent_v1", "close_agent")
+    assert (final["name"], final["namespace"], final["arguments"]) == ("close_agent", "multi_agent_v1", '{"target":"a1"}')

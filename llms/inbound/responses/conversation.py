@@ -17,7 +17,7 @@ from typing import Any
 
 from llms.adapters.anthropic.tables import IMAGE_MEDIA_TYPES, image_media_type, parse_data_url
 from llms.adapters.chat import REASONING_REPLAYED
-from llms.inbound.responses.tools import custom_arguments
+from llms.inbound.responses.tools import NAMESPACE_NAME, chat_name, custom_arguments
 from mcpd.errors import InvalidRequest
 
 ChatMessage = dict[str, Any]
@@ -210,9 +210,13 @@ def tool_call(conversation: Conversation, item: dict[str, Any], kind: str, where
     value = item.get(CALLS[kind])
     if not isinstance(value, str):
         raise _invalid(" must be a string.", f"{where}.{CALLS[kind]}")
+    namespace = item.get("namespace")
+    if namespace is not None and (not isinstance(namespace, str) or not NAMESPACE_NAME.fullmatch(namespace)):
+        raise _invalid(" must be letters, digits, '_' or '-'.", f"{where}.namespace")
     conversation.calls[call_id] = f"{where}.call_id"
     arguments = value if kind == "function_call" else custom_arguments(value)
-    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    return {"id": call_id, "type": "function", "function": {"name": chat_name(name, namespace),
+                                                             "arguments": arguments}}
 
 
 def tool_message(conversation: Conversation, item: dict[str, Any], where: str) -> ChatMessage:

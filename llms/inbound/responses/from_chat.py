@@ -20,10 +20,8 @@ from llms.inbound.responses.errors import error_event, response_error
 from llms.inbound.responses.output import (
     InputDecoder,
     arguments_text,
-    custom_call_item,
+    call_item,
     custom_input,
-    custom_tools,
-    function_call_item,
     message_item,
     reasoning_item,
     refusal_part,
@@ -32,6 +30,7 @@ from llms.inbound.responses.output import (
     text_part,
 )
 from llms.inbound.responses.tables import id_base, new_call_id, reasoning_tokens_of, response_usage, status_of
+from llms.inbound.responses.tools import ChatTool, chat_tools
 from llms.streaming import Event
 from mcpd import wirejson
 from mcpd.errors import ApiError
@@ -70,9 +69,9 @@ def response_from_chat(completion: dict[str, Any], *, model: str, request: dict[
     calls = message.get("tool_calls") or []
     if not isinstance(calls, list):
         raise bad_response(provider, "a chat.completion whose tool_calls are not a list")
-    custom = custom_tools(request)
+    tools = chat_tools(request)
     for call in calls:
-        output.append(call_item(call, base, len(output), custom, provider))
+        output.append(tool_call_item(call, base, len(output), tools, provider))
     status, incomplete = status_of(choice.get("finish_reason"))
     if status == "incomplete" and output and "status" in output[-1]:
         output[-1]["status"] = "incomplete"  # the item the limit cut (reasoning items have no status)
@@ -81,7 +80,7 @@ def response_from_chat(completion: dict[str, Any], *, model: str, request: dict[
                     usage=usage, incomplete=incomplete)
 
 
-def call_item(call: Any, base: str, index: int, custom: set[str], provider: str) -> dict[str, Any]:
+def tool_call_item(call: Any, base: str, index: int, tools: dict[str, ChatTool], provider: str) -> dict[str, Any]:
     """A function_call item for a chat tool call, or a custom_tool_call for a call of a custom tool."""
     function = call.get("function") if isinstance(call, dict) else None
     name = function.get("name") if isinstance(function, dict) else None
@@ -89,9 +88,13 @@ def call_item(call: Any, base: str, index: int, custom: set[str], provider: str)
         raise bad_response(provider, "a tool call without a function name")
     call_id = call["id"] if isinstance(call.get("id"), str) and call["id"] else new_call_id()
     arguments = arguments_text(function.get("arguments"))
-    if name in custom:
-        return custom_call_item(base, index, call_id, name, custom_input(arguments))
-    return function_call_item(base, index, call_id, name, arguments)
+    tool = tool_called(tools, name)
+    return call_item(base, index, call_id, tool, custom_input(arguments) if tool.kind == "custom" else arguments)
+
+
+def tool_called(tools: dict[str, ChatTool], name: str) -> ChatTool:
+    """The request's tool a chat call names (a function of that name when the request has none)."""
+    return tools.get(name) or ChatTool("function", name)
 
 
 # --- a stream ---
@@ -102,7 +105,8 @@ class _Call:
     """One tool call of the stream, by its chat index."""
 
     id: str | None = None
-    name: str | None = None
+    name: str | None = None  # the chat name
+    tool: ChatTool | None = None  # the request's tool it names, once its item has started
     arguments: list[str] = field(default_factory=list)  # every fragment so far
     held: list[str] = field(default_factory=list)  # fragments waiting for the call's item to start
     started: bool = False
@@ -156,7 +160,7 @@ class ResponsesFromChat:
         self._translator = translator
         self._model = model
         self._request = request
-        self._custom = custom_tools(request)
+        self._tools = chat_tools(request)
         self._sequence = 0
         self._base = ""
         self._created = 0
@@ -297,12 +301,10 @@ class ResponsesFromChat:
         call = item.call
         if call is not None:
             call.started, call.id = True, call.id or new_call_id()
-            name = call.name or ""
-            if name in self._custom:
+            call.tool = tool_called(self._tools, call.name or "")
+            if call.tool.kind == "custom":
                 call.decoder = InputDecoder()
-                added = custom_call_item(self._base, item.index, call.id, name, "", status="in_progress")
-            else:
-                added = function_call_item(self._base, item.index, call.id, name, "", status="in_progress")
+            added = call_item(self._base, item.index, call.id, call.tool, "", status="in_progress")
             item.pieces, call.held = [("arguments", piece) for piece in call.held], []
         elif item.kind == "reasoning":
             added = reasoning_item(self._base, item.index, None)
@@ -396,16 +398,17 @@ class ResponsesFromChat:
         call = item.call
         assert call is not None and call.id is not None
         arguments, where = "".join(call.arguments), self._at()
+        tool = call.tool or tool_called(self._tools, call.name or "")
         if call.decoder is None:
-            done = function_call_item(self._base, item.index or 0, call.id, call.name or "", arguments, status)
-            return [self._event("response.function_call_arguments.done", **where, name=call.name or "",
+            done = call_item(self._base, item.index or 0, call.id, tool, arguments, status)
+            return [self._event("response.function_call_arguments.done", **where, name=tool.name,
                                 arguments=arguments)], done
         value, sent = custom_input(arguments), "".join(call.sent)
         events = []
         if value.startswith(sent) and len(value) > len(sent):  # what the decoder could not give yet
             events.append(self._event("response.custom_tool_call_input.delta", **where, delta=value[len(sent):]))
         events.append(self._event("response.custom_tool_call_input.done", **where, input=value))
-        return events, custom_call_item(self._base, item.index or 0, call.id, call.name or "", value, status)
+        return events, call_item(self._base, item.index or 0, call.id, tool, value, status)
 
     # --- the response ---
 

@@ -10,17 +10,10 @@ import re
 from typing import Any
 
 from llms.inbound.responses.tables import item_id
-from llms.inbound.responses.tools import CUSTOM_INPUT
+from llms.inbound.responses.tools import CUSTOM_INPUT, ChatTool
 from mcpd import wirejson
 
 Item = dict[str, Any]
-
-
-def custom_tools(request: dict[str, Any]) -> set[str]:
-    """The names of the request's custom tools: a call of one is a custom_tool_call."""
-    tools = request.get("tools")
-    return {tool["name"] for tool in tools if isinstance(tool, dict) and tool.get("type") == "custom"
-            and isinstance(tool.get("name"), str)} if isinstance(tools, list) else set()
 
 
 def echo(request: dict[str, Any]) -> dict[str, Any]:
@@ -95,17 +88,16 @@ def refusal_part(refusal: str) -> dict[str, str]:
     return {"type": "refusal", "refusal": refusal}
 
 
-def function_call_item(base: str, index: int, call_id: str, name: str, arguments: str,
-                       status: str = "completed") -> Item:
-    """A function_call: call_id is the chat tool call's id, arguments its JSON text as it came."""
-    return {"id": item_id("function_call", base, index), "type": "function_call", "status": status,
-            "call_id": call_id, "name": name, "arguments": arguments}
-
-
-def custom_call_item(base: str, index: int, call_id: str, name: str, value: str, status: str = "completed") -> Item:
-    """A custom_tool_call: `input` is the one string argument of the function call."""
-    return {"id": item_id("custom_tool_call", base, index), "type": "custom_tool_call", "status": status,
-            "call_id": call_id, "name": name, "input": value}
+def call_item(base: str, index: int, call_id: str, tool: ChatTool, value: str, status: str = "completed") -> Item:
+    """A function_call (`value`: its arguments, the JSON text as it came) or, for a custom tool, a
+    custom_tool_call (`value`: its input, the one string argument); call_id is the chat tool call's id. A
+    namespace's tool is called by its own name, with the namespace."""
+    kind = "custom_tool_call" if tool.kind == "custom" else "function_call"
+    item = {"id": item_id(kind, base, index), "type": kind, "status": status, "call_id": call_id,
+            "name": tool.name, "input" if tool.kind == "custom" else "arguments": value}
+    if tool.namespace:
+        item["namespace"] = tool.namespace
+    return item
 
 
 def arguments_text(arguments: Any) -> str:

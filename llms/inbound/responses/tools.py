@@ -8,7 +8,8 @@ Chat tools:      https://platform.openai.com/docs/api-reference/chat/create#chat
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, NamedTuple
 
 from mcpd import wirejson
 from mcpd.errors import InvalidRequest
@@ -20,19 +21,52 @@ CUSTOM_INPUT = "input"
 CUSTOM_NOTE = ("(mcpd offers this free-form tool as a function: call it with the tool's raw input as the "
                f"one string argument `{CUSTOM_INPUT}`.)")
 GRAMMARS = {"lark": "Lark grammar", "regex": "regular expression"}
+# A namespace's tools are offered to a chat model as functions named namespace__name (chat and Anthropic
+# tool names allow letters, digits, _ and - only); its calls come back with the namespace apart again.
+NAMESPACE_SEPARATOR = "__"
+NAMESPACE_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 TOOL_CHOICE_MODES = ("none", "auto", "required")
 
 
+class ChatTool(NamedTuple):
+    """What a chat tool name stands for in the Responses request."""
+
+    kind: str  # "function" or "custom"
+    name: str
+    namespace: str | None = None
+
+
+def chat_name(name: str, namespace: str | None) -> str:
+    """The chat function name of a Responses tool (of a namespace's: namespace__name)."""
+    return f"{namespace}{NAMESPACE_SEPARATOR}{name}" if namespace else name
+
+
+def chat_tools(request: dict[str, Any]) -> dict[str, ChatTool]:
+    """The request's function and custom tools (a namespace's too) by the chat name they were offered as."""
+    found: dict[str, ChatTool] = {}
+    tools = request.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
+        if not isinstance(tool, dict):
+            continue
+        if tool.get("type") == "namespace" and isinstance(tool.get("tools"), list):
+            for inner in tool["tools"]:
+                if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+                    tool_name = chat_name(inner["name"], tool.get("name"))
+                    found[tool_name] = ChatTool(str(inner.get("type")), inner["name"], tool.get("name"))
+        elif tool.get("type") in ("function", "custom") and isinstance(tool.get("name"), str):
+            found[tool["name"]] = ChatTool(tool["type"], tool["name"])
+    return found
+
+
 def map_tools(body: dict[str, Any], provider: str) -> Fields:
-    """tools (function and custom), tool_choice and parallel_tool_calls -> the chat fields."""
+    """tools (function and custom, grouped in namespaces or not), tool_choice and parallel_tool_calls ->
+    the chat fields."""
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise InvalidRequest("tools must be a list.", param="tools")
     functions: list[Fields] = []
-    kinds: dict[str, str] = {}  # tool name -> "function" or "custom"
-    for i, tool in enumerate(tools or []):
-        where = f"tools[{i}]"
-        function = chat_tool(tool, where, provider)
+    kinds: dict[str, str] = {}  # chat tool name -> "function" or "custom"
+    for where, tool, function in _flattened(tools or [], provider):
         name = function["function"]["name"]
         if name in kinds:
             raise InvalidRequest(f"{where}.name: {name!r} names two tools.", param=f"{where}.name")
@@ -54,6 +88,39 @@ def map_tools(body: dict[str, Any], provider: str) -> Fields:
     return fields
 
 
+def _flattened(tools: list[Any], provider: str) -> list[tuple[str, Fields, Fields]]:
+    """Each function or custom tool, those of namespaces included: where it is, the tool, its chat tool."""
+    found = []
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        if isinstance(tool, dict) and tool.get("type") == "namespace":
+            found += namespace_tools(tool, where, provider)
+        else:
+            found.append((where, tool, chat_tool(tool, where, provider)))
+    return found
+
+
+def namespace_tools(group: Fields, where: str, provider: str) -> list[tuple[str, Fields, Fields]]:
+    """A namespace's tools as chat functions named namespace__name, its description told in each."""
+    namespace, tools = group.get("name"), group.get("tools")
+    if not isinstance(namespace, str) or not NAMESPACE_NAME.fullmatch(namespace):
+        raise InvalidRequest(f"{where}.name must be letters, digits, '_' or '-'.", param=f"{where}.name")
+    if not isinstance(tools, list):
+        raise InvalidRequest(f"{where}.tools must be a list.", param=f"{where}.tools")
+    about = group.get("description")
+    found = []
+    for j, tool in enumerate(tools):
+        place = f"{where}.tools[{j}]"
+        if isinstance(tool, dict) and tool.get("type") == "namespace":
+            raise InvalidRequest(f"{place}.type: a namespace cannot hold a namespace.", param=f"{place}.type")
+        function = chat_tool(tool, place, provider)["function"]
+        function["name"] = chat_name(function["name"], namespace)
+        if isinstance(about, str) and about:
+            function["description"] = f"{function.get('description') or ''}\n\n(In {namespace}: {about})".lstrip()
+        found.append((place, tool, {"type": "function", "function": function}))
+    return found
+
+
 def chat_tool(tool: Any, where: str, provider: str) -> Fields:
     """The chat function tool for a Responses function or custom tool; built-in tools are refused."""
     if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
@@ -61,8 +128,7 @@ def chat_tool(tool: Any, where: str, provider: str) -> Fields:
     kind = tool["type"]
     if kind not in ("function", "custom"):
         # web_search*, file_search, code_interpreter, computer*, image_generation, mcp, shell, local_shell,
-        # apply_patch, tool_search, namespace, ...: OpenAI runs them or defines their calls; a chat model
-        # has neither.
+        # apply_patch, tool_search, ...: OpenAI runs them or defines their calls; a chat model has neither.
         raise InvalidRequest(f"{where}.type: {kind!r} tools are OpenAI's built-in tools, not supported for "
                              f"{provider}; give function or custom tools.", param=f"{where}.type")
     name = tool.get("name")
