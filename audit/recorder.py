@@ -103,6 +103,10 @@ class CallRecord:
         self.fields.update(llm_name=name, provider=provider, model=model)
         self.llm_resolved = True
 
+    def note(self, text: str) -> None:
+        """Something the call did that the client did not ask for (an item it could not pass on)."""
+        self.fields.setdefault("detail", {}).setdefault("notes", []).append(text)
+
     def first_token(self) -> None:
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()

@@ -17,13 +17,17 @@ from audit.models import Api
 from audit.recorder import Caller, CallRecord
 from llms import transport
 from llms.adapters import get_adapter
-from llms.adapters.base import Adapter, Target, Usage
+from llms.adapters.base import StreamTranslator, Target, UpstreamRequest, Usage
 from llms.adapters.errors import bad_response
 from llms.inbound.chat import ChatRelay
 from llms.inbound.messages import passthrough as messages_passthrough
 from llms.inbound.messages.from_chat import MessagesFromChat, message_from_chat
 from llms.inbound.messages.to_chat import to_chat
 from llms.inbound.messages.validation import check_request as check_messages_request
+from llms.inbound.responses import passthrough as responses_passthrough
+from llms.inbound.responses.from_chat import ResponsesFromChat, response_from_chat
+from llms.inbound.responses.to_chat import to_chat as responses_to_chat
+from llms.inbound.responses.validation import check_request as check_responses_request
 from llms.models import Llm, Provider
 from llms.scrub import Scrubber, scrub_error
 from llms.streaming import Answer, ProxyStream, Relay
@@ -106,29 +110,69 @@ def messages(caller: Caller, llm: Llm, body: dict[str, Any], *, version: str | N
     record = _record(caller, llm, Api.MESSAGES, body)
     with _recorded(record) as call:
         check_messages_request(body)
-        stream = body.get("stream") is True
         if llm.provider == Provider.ANTHROPIC:
-            errors = get_adapter(Provider.ANTHROPIC).to_error
             request = messages_passthrough.upstream_request(call.target(llm), body, endpoint="messages",
                                                             version=version, betas=betas)
-            upstream = transport.post(request, stream=stream, provider=llm.provider)
-            if stream:
-                return _open_stream(upstream, record, call.scrub, errors, messages_passthrough.PassthroughRelay())
-            return _answer(upstream, record, call.scrub, errors,
-                           lambda payload: (payload, messages_passthrough.usage_of(payload)))
-        chat_body = to_chat(body, provider=llm.provider)
-        adapter = get_adapter(llm.provider)
-        upstream = transport.post(adapter.build_request(call.target(llm), chat_body), stream=stream,
-                                  provider=llm.provider)
-        if stream:
-            return _open_stream(upstream, record, call.scrub, adapter.to_error,
-                                MessagesFromChat(adapter.stream_translator(chat_body), model=llm.name))
-        return _answer(upstream, record, call.scrub, adapter.to_error, lambda payload: _as_message(adapter, payload, llm))
+            return _passthrough(call, record, llm, request, messages_passthrough.PassthroughRelay(),
+                                messages_passthrough.usage_of)
+        return _through_chat(call, record, llm, to_chat(body, provider=llm.provider),
+                             lambda translator: MessagesFromChat(translator, model=llm.name),
+                             lambda completion: message_from_chat(completion, model=llm.name, provider=llm.provider))
 
 
-def _as_message(adapter: Adapter, payload: Any, llm: Llm) -> tuple[dict[str, Any], Usage]:
-    completion, usage = adapter.parse_response(payload)
-    return message_from_chat(completion, model=llm.name, provider=llm.provider), usage
+@sensitive_variables("target", "upstream")
+def responses(caller: Caller, llm: Llm, body: dict[str, Any]) -> Answer | ProxyStream:
+    """Answer one Responses body with the Llm: an Answer (a Response) or a ProxyStream of Responses
+    events. A passthrough to an openai Llm; translated through chat otherwise (to an anthropic Llm, on
+    to the Messages API by its adapter). Stateless on every path."""
+    record = _record(caller, llm, Api.RESPONSES, body)
+    with _recorded(record) as call:
+        check_responses_request(body)
+        if llm.provider == Provider.OPENAI:
+            request = responses_passthrough.upstream_request(call.target(llm), body)
+            return _passthrough(call, record, llm, request, responses_passthrough.PassthroughRelay(llm.name, body),
+                                responses_passthrough.usage_of)
+        chat_body, notes = responses_to_chat(body, provider=llm.provider, default_max_tokens=llm.default_max_tokens)
+        for note in notes:
+            record.note(note)
+        return _through_chat(call, record, llm, chat_body,
+                             lambda translator: ResponsesFromChat(translator, model=llm.name, request=body),
+                             lambda completion: response_from_chat(completion, model=llm.name, request=body,
+                                                                   provider=llm.provider))
+
+
+@sensitive_variables("upstream")
+def _passthrough(call: _Call, record: CallRecord, llm: Llm, request: UpstreamRequest, relay: Relay,
+                 usage_of: Callable[[Any], Usage]) -> Answer | ProxyStream:
+    """The client's API is the provider's own: its reply and its stream are relayed as they came, read
+    only for usage (and a stream's end)."""
+    errors = get_adapter(llm.provider).to_error
+    stream = request.json.get("stream") is True
+    upstream = transport.post(request, stream=stream, provider=llm.provider)
+    if stream:
+        return _open_stream(upstream, record, call.scrub, errors, relay)
+    return _answer(upstream, record, call.scrub, errors, lambda payload: (payload, usage_of(payload)))
+
+
+@sensitive_variables("upstream")
+def _through_chat(call: _Call, record: CallRecord, llm: Llm, chat_body: dict[str, Any],
+                  relay: Callable[[StreamTranslator], Relay], reply: Callable[[dict[str, Any]], dict[str, Any]]
+                  ) -> Answer | ProxyStream:
+    """A chat body translated from the client's API, sent by the Llm's adapter; `relay` (of the adapter's
+    stream translator) and `reply` (of its chat.completion) turn the answer back into the client's API."""
+    adapter = get_adapter(llm.provider)
+    stream = chat_body.get("stream") is True
+    upstream = transport.post(adapter.build_request(call.target(llm), chat_body), stream=stream,
+                              provider=llm.provider)
+    if stream:
+        return _open_stream(upstream, record, call.scrub, adapter.to_error,
+                            relay(adapter.stream_translator(chat_body)))
+
+    def read(payload: Any) -> tuple[dict[str, Any], Usage]:
+        completion, usage = adapter.parse_response(payload)
+        return reply(completion), usage
+
+    return _answer(upstream, record, call.scrub, adapter.to_error, read)
 
 
 @sensitive_variables("target", "upstream")

@@ -40,7 +40,9 @@ class Relay(Protocol):
 
     reads: str  # "events": the provider's parsed SSE events; "bytes": its body as it arrives
     usage: Usage
-    failed: ApiError | None  # a provider's error the relay has already passed on to the client as it came
+    # A provider's error the relay has already passed on to the client as it came; when it is not done
+    # then (its stream ended after the error, without the terminal event), fail() gives that end.
+    failed: ApiError | None
 
     @property
     def done(self) -> bool:
@@ -116,6 +118,8 @@ class ProxyStream:
             if relay.failed is not None:  # the client has the provider's own error event already
                 scrub_error(relay.failed, self._scrub)
                 self._record.fail_mid_stream(relay.failed)
+                if not relay.done:  # but not the end its API requires after one
+                    yield from relay.fail(relay.failed)
                 return
             if not relay.done:
                 # The one place that decides it, for every adapter and route.

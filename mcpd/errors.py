@@ -77,6 +77,10 @@ class TooLarge(ApiError):
     status, type = 413, "request_too_large"
 
 
+class UpgradeRequired(ApiError):
+    status, type = 426, "invalid_request_error"
+
+
 class RateLimited(ApiError):
     status, type = 429, "rate_limit_error"
 

@@ -28,6 +28,7 @@ class ApiKeyHeaderScheme(OpenApiAuthenticationExtension):
 ERROR = inline_serializer("Error", {"error": inline_serializer("ErrorDetail", {
     "message": serializers.CharField(),
     "type": serializers.CharField(),
+    "param": serializers.CharField(allow_null=True),
     "code": serializers.CharField(allow_null=True),
 })})
 

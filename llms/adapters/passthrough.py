@@ -29,11 +29,11 @@ def usage_of(payload: dict[str, Any]) -> Usage:
         return Usage()
     details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return Usage(prompt_tokens=_count(usage.get("prompt_tokens")), completion_tokens=_count(usage.get("completion_tokens")),
-                 cache_read_tokens=_count(cached))
+    return Usage(prompt_tokens=count(usage.get("prompt_tokens")), completion_tokens=count(usage.get("completion_tokens")),
+                 cache_read_tokens=count(cached))
 
 
-def _count(value: Any) -> int | None:
+def count(value: Any) -> int | None:
     """A token count, or None for anything that is not one."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 

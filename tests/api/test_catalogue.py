@@ -84,7 +84,7 @@ def test_the_openapi_schema_is_valid_and_complete(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
     schema = target.read_text()
     for path in ("/api/v1/llms/{name}/infer:", "/v1/chat/completions:", "/v1/models:", "/v1/messages:",
-                 "/v1/messages/count_tokens:", "bearerAuth", "apiKeyHeader"):
+                 "/v1/messages/count_tokens:", "/v1/responses:", "bearerAuth", "apiKeyHeader"):
         assert path in schema
 
 

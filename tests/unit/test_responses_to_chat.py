@@ -20,6 +20,7 @@ from llms.adapters.anthropic import AnthropicAdapter
 from llms.adapters.base import Target
 from llms.inbound.responses.to_chat import IGNORED, MAPPED, REFUSED, to_chat
 from llms.inbound.responses.tools import CUSTOM_NOTE
+from llms.inbound.responses.validation import STATEFUL, check_request
 from mcpd.errors import InvalidRequest
 from tests.unit.sse_files import DATA_DIR
 
@@ -384,7 +385,7 @@ def test_a_custom_format_that_cannot_be_described_is_a_400(fmt, param):
 
 @pytest.mark.parametrize("kind", ["web_search", "web_search_preview", "file_search", "code_interpreter",
                                   "computer_use_preview", "image_generation", "mcp", "shell", "local_shell",
-                                  "apply_patch", "namespace", "tool_search"])
+                                  "apply_patch", "tool_search"])
 def test_built_in_tools_are_a_400_naming_them(kind):
     error = refused({**BASE, "tools": [WEATHER, {"type": kind}]})
     assert error.param == "tools[1].type" and error.message.startswith(f"tools[1].type: {kind!r} tools are ")
@@ -656,9 +657,6 @@ def test_every_ignored_field_is_tested_and_has_a_reason():
 
 
 REFUSED_EXAMPLES = [
-    ("previous_response_id", "resp_0cd5d6b8310055d6"),
-    ("conversation", "conv_689667905b048191b4740501625afd940c7533ace33a2dab"),
-    ("background", True),
     ("prompt", {"id": "pmpt_abc123", "version": "2"}),
     ("context_management", [{"type": "compaction", "compact_threshold": 200000}]),
     ("moderation", {"model": "omni-moderation-latest"}),
@@ -672,15 +670,24 @@ def test_a_refused_field_is_a_400_naming_it_and_why(name, value):
     assert (error.param, error.message) == (name, f"{name}: not supported ({REFUSED[name]}).")
 
 
-def test_a_previous_response_id_is_refused_as_mcpd_is_stateless():
-    message = refused({**BASE, "previous_response_id": "resp_1"}).message
-    assert "stateless" in message and "send the whole conversation in input" in message
+@pytest.mark.parametrize(("name", "value"), [
+    ("previous_response_id", "resp_0cd5d6b8310055d6"),
+    ("conversation", "conv_689667905b048191b4740501625afd940c7533ace33a2dab"),
+    ("conversation", {"id": "conv_6896"}),
+    ("background", True),
+])
+def test_server_side_state_is_refused_on_every_path_naming_the_field(name, value):
+    with pytest.raises(InvalidRequest) as refusal:
+        check_request({**BASE, name: value})
+    assert refusal.value.param == name and refusal.value.message.startswith(f"{name}: mcpd ")
+    assert "stateless" in refusal.value.message or "stores no responses" in refusal.value.message
 
 
 @pytest.mark.parametrize(("name", "value"), [("previous_response_id", None), ("conversation", None),
                                              ("background", False), ("top_logprobs", 0), ("prompt", None),
                                              ("context_management", []), ("moderation", None)])
 def test_a_refused_field_at_its_neutral_value_is_accepted_and_not_sent(name, value):
+    check_request({**BASE, name: value})
     assert to_chat({**BASE, name: value}, provider="vllm") == to_chat(BASE, provider="vllm")
 
 
@@ -704,8 +711,9 @@ def test_an_unknown_field_is_a_400_naming_it():
 
 
 def test_the_field_lists_do_not_overlap_and_cover_the_sdks_request_fields():
-    assert not (MAPPED & set(IGNORED)) and not (MAPPED & set(REFUSED)) and not (set(IGNORED) & set(REFUSED))
-    assert set(ResponseCreateParamsBase.__annotations__) | {"stream"} <= MAPPED | set(IGNORED) | set(REFUSED)
+    lists = [MAPPED, set(IGNORED), set(REFUSED), set(STATEFUL)]
+    assert sum(map(len, lists)) == len(set().union(*lists))
+    assert set(ResponseCreateParamsBase.__annotations__) | {"stream"} <= set().union(*lists)
 
 
 # --- a recorded Codex turn ---
@@ -787,3 +795,44 @@ def test_a_codex_turn_starting_with_the_users_message_thinks_on_anthropic():
     payload = anthropic_body(body)
     assert payload["thinking"] == {"type": "enabled", "budget_tokens": 4096}
     assert payload["max_tokens"] == 32000 and payload["stream"] is True
+
+
+AGENTS = {"type": "namespace", "name": "multi_agent_v1", "description": "Tools for sub-agents.",
+          "tools": [{"type": "function", "name": "close_agent", "description": "Close an agent.", "strict": False,
+                     "parameters": {"type": "object", "properties": {"target": {"type": "string"}}}},
+                    {**PATCH, "name": "patch_agent"}]}
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+def test_a_namespaces_tools_are_functions_named_namespace__name(provider):
+    chat, _ = to_chat({**BASE, "tools": [WEATHER, AGENTS]}, provider=provider)
+    tools = {tool["function"]["name"]: tool["function"] for tool in chat["tools"]}
+    assert list(tools) == ["get_weather", "multi_agent_v1__close_agent", "multi_agent_v1__patch_agent"]
+    assert tools["multi_agent_v1__close_agent"]["description"] == "Close an agent.\n\n(In multi_agent_v1: Tools for sub-agents.)"
+    assert tools["multi_agent_v1__close_agent"]["parameters"] == AGENTS["tools"][0]["parameters"]
+    assert tools["multi_agent_v1__patch_agent"]["parameters"]["required"] == ["input"]  # custom: one string
+    assert_valid_for_openai_sdk(chat)
+
+
+def test_calls_of_a_namespaces_tools_go_back_by_their_chat_name():
+    body = {**BASE, "tools": [AGENTS], "input": [
+        {"type": "message", "role": "user", "content": "close it"},
+        {"type": "function_call", "call_id": "call_1", "name": "close_agent", "namespace": "multi_agent_v1",
+         "arguments": '{"target":"a1"}'},
+        {"type": "function_call_output", "call_id": "call_1", "output": "closed"}]}
+    chat, _ = to_chat(body, provider="vllm")
+    assert chat["messages"][1]["tool_calls"][0]["function"] == {"name": "multi_agent_v1__close_agent",
+                                                                "arguments": '{"target":"a1"}'}
+    anthropic = AnthropicAdapter().build_request(TARGET, chat).json
+    assert anthropic["tools"][0]["name"] == "multi_agent_v1__close_agent"
+    assert anthropic["messages"][1]["content"][0]["name"] == "multi_agent_v1__close_agent"
+
+
+@pytest.mark.parametrize(("group", "param"), [
+    ({**AGENTS, "name": "multi agent"}, "tools[0].name"),
+    ({**AGENTS, "tools": "close_agent"}, "tools[0].tools"),
+    ({**AGENTS, "tools": [{"type": "web_search"}]}, "tools[0].tools[0].type"),
+    ({**AGENTS, "tools": [AGENTS]}, "tools[0].tools[0].type"),
+])
+def test_a_namespace_that_cannot_be_offered_is_a_400_naming_the_field(group, param):
+    assert refused({**BASE, "tools": [group]}).param == param

@@ -13,6 +13,7 @@ from llms.adapters.anthropic.request import DEFAULT_MAX_TOKENS
 from llms.inbound.responses.conversation import chat_messages
 from llms.inbound.responses.tables import EFFORTS, NO_THINKING, thinking_budget
 from llms.inbound.responses.tools import map_tools
+from llms.inbound.responses.validation import STATEFUL
 from mcpd.errors import InvalidRequest
 
 Fields = dict[str, Any]
@@ -45,11 +46,9 @@ IGNORED: dict[str, str] = {
 
 # Known fields mcpd cannot honour: accepted only at their neutral value (absent, null, false, 0, empty),
 # else a 400 naming them with the reason.
-STATELESS = "mcpd is stateless and keeps no responses or conversations: send the whole conversation in input"
+# (previous_response_id, conversation and background are refused on every path, the passthrough's too:
+# validation.py.)
 REFUSED: dict[str, str] = {
-    "previous_response_id": STATELESS,
-    "conversation": STATELESS,
-    "background": "mcpd answers within the request (it keeps no responses to poll)",
     "prompt": "prompt templates are stored at OpenAI",
     "context_management": "server-side compaction is OpenAI's",
     "moderation": "mcpd runs no moderation model",
@@ -91,7 +90,7 @@ def _neutral(value: Any) -> bool:
 def check_fields(body: dict[str, Any], provider: str) -> None:
     """Refuse fields mcpd cannot honour and fields it does not know (400 naming the field)."""
     for name, value in body.items():
-        if name in MAPPED or name in IGNORED:
+        if name in MAPPED or name in IGNORED or name in STATEFUL:
             continue
         reason = REFUSED.get(name)
         if reason is None:
