@@ -44,7 +44,8 @@ class LlmAdmin(GuardedModelAdmin):
     search_fields = ["name", "model", "description"]
     autocomplete_fields = ["api_key_secret"]
     readonly_fields = ["created_at", "updated_at"]
-    fields = ["name", "provider", "model", "base_url", "api_key_secret", "default_max_tokens", "enabled",
+    fields = ["name", "provider", "model", "base_url", "api_key_secret", "default_max_tokens", "context_window",
+              "enabled",
               "description", "created_at", "updated_at"]
 
     # Where prompts and keys go is as sensitive as the key: an editor who could point a used Llm at a

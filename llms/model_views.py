@@ -28,8 +28,12 @@ ANTHROPIC_LIMIT = (1, 1000, 20)  # the `limit` Anthropic's list accepts: min, ma
 
 
 def openai_entry(llm: Llm) -> dict[str, Any]:
-    """An Llm as an OpenAI model object."""
-    return {"id": llm.name, "object": "model", "created": int(llm.created_at.timestamp()), "owned_by": llm.provider}
+    """An Llm as an OpenAI model object, with its context window when the catalogue knows it (the name
+    Codex's model metadata gives it; OpenAI clients ignore keys they do not know)."""
+    entry = {"id": llm.name, "object": "model", "created": int(llm.created_at.timestamp()), "owned_by": llm.provider}
+    if llm.context_window is not None:
+        entry["context_window"] = llm.context_window
+    return entry
 
 
 def anthropic_entry(llm: Llm) -> dict[str, Any]:

@@ -73,6 +73,10 @@ class Llm(models.Model):
         default=4096, validators=[MinValueValidator(1)],
         help_text="max_tokens sent when a client gives none (Anthropic requires one).",
     )
+    context_window = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="The model's context window in tokens, as /v1/models tells clients (Codex). Blank: unknown.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

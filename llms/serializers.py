@@ -13,6 +13,6 @@ class LlmSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Llm
-        fields = ["name", "provider", "model", "base_url", "description", "enabled", "has_api_key",
+        fields = ["name", "provider", "model", "base_url", "description", "enabled", "context_window", "has_api_key",
                   "created_at", "updated_at"]
         read_only_fields = fields

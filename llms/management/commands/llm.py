@@ -38,10 +38,11 @@ class Command(SubcommandCommand):
         parser.add_argument("--secret", default=None, help="the Secret holding the API key ('' for none)")
         parser.add_argument("--description", default=None)
         parser.add_argument("--default-max-tokens", type=int, default=None)
+        parser.add_argument("--context-window", type=int, default=None, help="the model's context window in tokens")
         parser.add_argument("--disable", action="store_true", help="add or keep it disabled")
 
     def handle_add(self, *, name, provider, model, base_url, secret, description, default_max_tokens,
-                   disable, **_) -> None:
+                   context_window, disable, **_) -> None:
         llm = Llm.objects.filter(name=name).first() or Llm(name=name)
         created = llm.pk is None
         llm.provider, llm.model = provider, model
@@ -53,6 +54,8 @@ class Command(SubcommandCommand):
             llm.description = description
         if default_max_tokens is not None:
             llm.default_max_tokens = default_max_tokens
+        if context_window is not None:
+            llm.context_window = context_window
         llm.enabled = not disable
         try:
             llm.full_clean()
