@@ -10,7 +10,7 @@ class AuditEventAdmin(admin.ModelAdmin):
     """Read-only: audit rows are written by mcpd alone."""
 
     list_display = ["created_at", "kind", "actor", "llm_name", "object_repr", "status", "outcome",
-                    "duration_ms", "prompt_tokens", "completion_tokens"]
+                    "duration_ms", "prompt_tokens", "completion_tokens", "cost"]
     list_filter = ["kind", "outcome", "streaming", "provider", "status", "created_at"]
     search_fields = ["llm_name", "actor", "request_id", "object_repr", "token_sha"]
     date_hierarchy = "created_at"

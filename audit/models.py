@@ -44,6 +44,9 @@ class AuditEvent(models.Model):
                                                     "the provider's prompt cache (part of prompt_tokens).")
     cache_write_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Prompt tokens written to "
                                                      "the provider's prompt cache (part of prompt_tokens).")
+    cost = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True,
+                               help_text="In MCPD_CURRENCY, from the Llm's prices when the call was made; blank "
+                                         "when a price or a token count is unknown.")
     api = models.CharField(max_length=20, choices=Api.choices, blank=True, help_text="The inbound API.")
     error = models.TextField(blank=True)
     request_id = models.CharField(max_length=128, blank=True)

@@ -14,6 +14,7 @@ from django.db import connection, models, transaction
 from audit import writer
 from audit.context import current_actor
 from audit.models import INFERENCE, AuditEvent, Outcome
+from llms.pricing import Prices, cost_of
 from mcpd.metrics import AUDIT_WRITE_FAILURES, observe_call
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class CallRecord:
         self.first_token_at: float | None = None
         self.finished = False
         self.llm_resolved = False  # only a found Llm's name may become a metrics label
+        self.prices: Prices | None = None
         user = caller.user if getattr(caller.user, "pk", None) else None
         self.fields: dict[str, Any] = {
             "kind": INFERENCE,
@@ -98,9 +100,10 @@ class CallRecord:
         """The Llm name the client asked for, before it is found (or refused)."""
         self.fields["llm_name"] = name
 
-    def set_llm(self, name: str, provider: str, model: str) -> None:
-        """The Llm that serves the call."""
+    def set_llm(self, name: str, provider: str, model: str, prices: Prices | None = None) -> None:
+        """The Llm that serves the call, and its prices now (the row's cost is computed from them)."""
         self.fields.update(llm_name=name, provider=provider, model=model)
+        self.prices = prices
         self.llm_resolved = True
 
     def note(self, text: str) -> None:
@@ -145,6 +148,7 @@ class CallRecord:
         self.fields["duration_ms"] = int(duration * 1000)
         if ttft is not None:
             self.fields["ttft_ms"] = int(ttft * 1000)
+        self.fields["cost"] = cost_of(self.prices, self.fields)
         try:
             observe_call(self.fields, duration, ttft, resolved=self.llm_resolved)
             row = fit_columns(self.fields)

@@ -45,7 +45,7 @@ class LlmAdmin(GuardedModelAdmin):
     autocomplete_fields = ["api_key_secret"]
     readonly_fields = ["created_at", "updated_at"]
     fields = ["name", "provider", "model", "base_url", "api_key_secret", "default_max_tokens", "context_window",
-              "enabled",
+              "price_input", "price_output", "price_cache_read", "price_cache_write", "enabled",
               "description", "created_at", "updated_at"]
 
     # Where prompts and keys go is as sensitive as the key: an editor who could point a used Llm at a

@@ -10,6 +10,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from llms.pricing import Prices
 from secrets_app.models import Secret
 
 RUN_PERM = "llms.run_llm"
@@ -55,6 +56,12 @@ def redact_userinfo(url: str) -> str:
     return _USERINFO.sub(r"\1***@", url)
 
 
+def _price(what: str, blank: str = "Blank: unknown (calls then have no cost).") -> models.DecimalField:
+    return models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
+                               validators=[MinValueValidator(0)],
+                               help_text=f"Price of a million {what} tokens, in MCPD_CURRENCY. {blank}")
+
+
 class Llm(models.Model):
     name = models.SlugField(max_length=100, unique=True, help_text="What clients call it (the OpenAI `model`).")
     provider = models.CharField(max_length=20, choices=Provider.choices)
@@ -73,6 +80,10 @@ class Llm(models.Model):
         default=4096, validators=[MinValueValidator(1)],
         help_text="max_tokens sent when a client gives none (Anthropic requires one).",
     )
+    price_input = _price("input")
+    price_output = _price("output")
+    price_cache_read = _price("cache read", "Blank: the input price.")
+    price_cache_write = _price("cache write", "Blank: the input price.")
     context_window = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)],
         help_text="The model's context window in tokens, as /v1/models tells clients (Codex). Blank: unknown.",
@@ -100,6 +111,10 @@ class Llm(models.Model):
     def shown_base_url(self) -> str:
         """effective_base_url as pages and the API show it: without a stored user:password@."""
         return redact_userinfo(self.effective_base_url)
+
+    @property
+    def prices(self) -> Prices:
+        return Prices(self.price_input, self.price_output, self.price_cache_read, self.price_cache_write)
 
     @property
     def has_api_key(self) -> bool:

@@ -57,7 +57,7 @@ class _Call:
 
 def _record(caller: Caller, llm: Llm, api: str, body: dict[str, Any]) -> CallRecord:
     record = CallRecord(caller, api=api, streaming=body.get("stream") is True)
-    record.set_llm(llm.name, llm.provider, llm.model)
+    record.set_llm(llm.name, llm.provider, llm.model, llm.prices)
     return record
 
 

@@ -90,6 +90,8 @@ AUTH_CACHE_SECONDS = env.float("MCPD_AUTH_CACHE_SECONDS", default=5.0)
 STREAM_KEEPALIVE_SECONDS = env.float("MCPD_STREAM_KEEPALIVE_SECONDS", default=15.0)
 UPSTREAM_CONNECT_TIMEOUT = env.float("MCPD_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 UPSTREAM_READ_TIMEOUT = env.float("MCPD_UPSTREAM_READ_TIMEOUT", default=600.0)
+# The one currency of every price and cost (a label: mcpd converts nothing).
+CURRENCY = env.str("MCPD_CURRENCY", default="USD")
 VAULT_ADDR = env.str("VAULT_ADDR", default="")
 VAULT_TOKEN = env.str("VAULT_TOKEN", default="")
 if MAX_BODY_BYTES <= 0 or UPSTREAM_CONNECT_TIMEOUT <= 0 or UPSTREAM_READ_TIMEOUT <= 0:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,25 @@ def test_llm_add_on_an_existing_name_updates_it(llm):
     llm.refresh_from_db()
     assert (llm.provider, llm.model, llm.base_url) == ("vllm", "llama-3", "http://gpu.internal:8000/v1")
     assert llm.api_key_secret is not None  # not given: kept
+
+
+def test_llm_add_sets_prices_per_million_tokens_and_keeps_them_when_not_given(llm):
+    run("llm", "add", "gpt", "--provider", "openai", "--model", "gpt-4o", "--price-input", "2.50",
+        "--price-output", "10", "--price-cache-read", "1.25", "--context-window", "128000")
+    llm.refresh_from_db()
+    assert (llm.price_input, llm.price_output, llm.price_cache_read, llm.price_cache_write) == (
+        Decimal("2.5"), Decimal("10"), Decimal("1.25"), None)
+    assert llm.context_window == 128000
+    run("llm", "add", "gpt", "--provider", "openai", "--model", "gpt-4o")
+    llm.refresh_from_db()
+    assert llm.price_output == Decimal("10")
+
+
+@pytest.mark.parametrize("value", ["cheap", "-1", "NaN", "Infinity"])
+def test_llm_add_refuses_a_price_that_is_not_a_number_of_0_or_more(value):
+    with pytest.raises(CommandError, match="price"):
+        call_command("llm", "add", "x", "--provider", "openai", "--model", "m", "--price-input", value)
+    assert not Llm.objects.filter(name="x").exists()
 
 
 @pytest.mark.parametrize("url", ["http://vllm:8000/v1", "http://10.1.2.3:8000/v1", "http://[::1]:11434/v1"])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import uuid
+from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -18,6 +20,19 @@ from llms.streaming import ProxyStream
 from mcpd.commands import SubcommandCommand
 from mcpd.errors import ApiError
 from secrets_app.models import Secret
+
+PRICES = ("input", "output", "cache_read", "cache_write")
+
+
+def price(text: str) -> Decimal:
+    """A price per million tokens: a non-negative decimal number."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a decimal number: {text!r}") from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"a price is a number of 0 or more, not {text!r}")
+    return value
 
 
 class Command(SubcommandCommand):
@@ -39,10 +54,13 @@ class Command(SubcommandCommand):
         parser.add_argument("--description", default=None)
         parser.add_argument("--default-max-tokens", type=int, default=None)
         parser.add_argument("--context-window", type=int, default=None, help="the model's context window in tokens")
+        for what in PRICES:
+            parser.add_argument(f"--price-{what.replace('_', '-')}", type=price, default=None, metavar="PRICE",
+                                dest=f"price_{what}", help=f"price of a million {what.replace('_', ' ')} tokens")
         parser.add_argument("--disable", action="store_true", help="add or keep it disabled")
 
     def handle_add(self, *, name, provider, model, base_url, secret, description, default_max_tokens,
-                   context_window, disable, **_) -> None:
+                   context_window, disable, **prices) -> None:
         llm = Llm.objects.filter(name=name).first() or Llm(name=name)
         created = llm.pk is None
         llm.provider, llm.model = provider, model
@@ -56,6 +74,9 @@ class Command(SubcommandCommand):
             llm.default_max_tokens = default_max_tokens
         if context_window is not None:
             llm.context_window = context_window
+        for what in PRICES:
+            if prices.get(f"price_{what}") is not None:
+                setattr(llm, f"price_{what}", prices[f"price_{what}"])
         llm.enabled = not disable
         try:
             llm.full_clean()
