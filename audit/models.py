@@ -64,3 +64,33 @@ class AuditEvent(models.Model):
         if self.kind == INFERENCE:
             return f"{self.kind} {self.llm_name} {self.status} {self.outcome}"
         return f"{self.kind} {self.object_type} {self.object_repr}"
+
+
+class UsageDay(models.Model):
+    """Usage per day (UTC), Llm, user and token: kept current in the transaction that writes the calls'
+    audit rows (audit/rollups.py), so every figure shown reads these rows, never the audit table. Kept
+    when audit rows are pruned."""
+
+    day = models.DateField()
+    llm_name = models.CharField(max_length=100, blank=True)
+    user_id = models.IntegerField(default=0, help_text="0: no user (a call refused before authentication).")
+    token_sha = models.CharField(max_length=64, blank=True)
+    calls = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cache_read_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    unpriced_calls = models.PositiveBigIntegerField(default=0, help_text="Calls whose cost is unknown (not in cost).")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "llm_name", "user_id", "token_sha"],
+                                               name="usage_day_key")]
+        indexes = [models.Index(fields=["user_id", "day"], name="usage_day_user")]
+        ordering = ["-day", "llm_name"]
+        verbose_name = "usage per day"
+        verbose_name_plural = "usage per day"
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.llm_name} user {self.user_id}"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import models
 
 from audit import writer
 from audit.context import current_actor
@@ -164,12 +164,9 @@ class CallRecord:
 
 
 def _insert(fields: dict[str, Any]) -> None:
-    """One INSERT; inside a transaction, in a savepoint, so that a failure does not break the caller's."""
-    if connection.in_atomic_block:
-        with transaction.atomic():
-            AuditEvent.objects.create(**fields)
-    else:
-        AuditEvent.objects.create(**fields)
+    """The row and its rollup at once, as the writer does for a batch (a savepoint inside a transaction, so
+    that a failure does not break the caller's)."""
+    writer.insert_rows([fields])
 
 
 def refused(caller: Caller, *, api: str, llm_name: str, error: Any, status: int, streaming: bool = False) -> None:

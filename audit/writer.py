@@ -28,6 +28,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 from gevent import get_hub, monkey
 
+from audit import rollups
 from audit.models import AuditEvent
 from mcpd.metrics import AUDIT_WRITE_FAILURES
 
@@ -164,7 +165,8 @@ def off_the_hub(write: Callable[..., None], *args: Any) -> None:
 
 
 def insert_rows(rows: list[dict[str, Any]]) -> None:
-    """One transaction: the rows in one executemany of one INSERT (on this thread's own connection).
+    """One transaction (a savepoint inside the caller's): the rows in one executemany of one INSERT (on
+    this thread's own connection), and their sums added to the usage rollups.
 
     Not bulk_create: building a model instance per row and compiling one statement per batch cost
     ~70 us a row, paid by every call; each field's own get_db_prep_save still adapts its value."""
@@ -172,10 +174,13 @@ def insert_rows(rows: list[dict[str, Any]]) -> None:
     now = timezone.now()
     params = [[field.get_db_prep_save(_value(row, field, now), connection) for field in fields] for row in rows]
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.executemany(sql, params)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, params)
+            rollups.add(rows, now.date())
     except Exception:
-        connection.close_if_unusable_or_obsolete()
+        if not connection.in_atomic_block:  # the writer's own connection; never a caller's transaction
+            connection.close_if_unusable_or_obsolete()
         raise
 
 

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from audit.views import Usage
 from mcpd import views
 from mcpd.login import ThrottledAdminLoginForm
 from mcpd.metrics import metrics_view
@@ -20,6 +21,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its init script as a file (/api/docs/?script): no inline script to allow.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path("api/v1/usage/", Usage.as_view(), name="usage"),
     path("", include("llms.urls")),
 ]
 

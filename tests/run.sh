@@ -12,7 +12,7 @@ if ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; 
   else sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver; fi
 fi
 
-# The coding agents driven end to end (Claude Code), from the npm registry.
+# The coding agents and Node clients driven end to end (Claude Code, Codex, the AI SDK), from npm.
 export MCPD_TEST_AGENTS_DIR=$(bash tests/agents.sh)
 
 echo "--> on SQLite"

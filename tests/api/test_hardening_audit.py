@@ -14,7 +14,8 @@ import requests
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
-from audit.models import AuditEvent
+from audit import rollups
+from audit.models import UsageDay
 from mcpd import metrics
 from mcpd.middleware import client_ip
 from tests.api.calls import CHAT, error_of, infer, rows, sse_body
@@ -86,13 +87,14 @@ def test_a_row_that_cannot_be_written_is_logged_and_counted(alice, client_for, u
         raise RuntimeError("database on fire")
 
     client = client_for(alice)
-    monkeypatch.setattr(AuditEvent.objects, "create", refuse)
+    monkeypatch.setattr(rollups, "add", refuse)  # the row's transaction fails: neither is written
     before = metrics.AUDIT_WRITE_FAILURES._value.get()
     with caplog.at_level(logging.ERROR, logger="audit.recorder"):
         response = infer(client, HTTP_X_REQUEST_ID="rid-lost-1")
     assert response.status_code == 200  # the answer is already the client's
     assert metrics.AUDIT_WRITE_FAILURES._value.get() == before + 1
     assert "AUDIT ROW LOST" in caplog.text and "rid-lost-1" in caplog.text
+    assert rows() == [] and not UsageDay.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -22,7 +22,7 @@ def queries_of(context: CaptureQueriesContext) -> list[str]:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_steady_state_call_queries_nothing_before_the_upstream_call_and_writes_one_row(
+def test_a_steady_state_call_queries_nothing_before_the_upstream_call_and_writes_its_row_and_rollup(
         alice, client_for, upstream_llm, fake_upstream, stream):
     client = client_for(alice)
     first = infer(client, {**CHAT, "stream": stream})  # the first call of this token and Llm looks them up
@@ -36,8 +36,9 @@ def test_a_steady_state_call_queries_nothing_before_the_upstream_call_and_writes
             assert sse_body(response).endswith(b"data: [DONE]\n\n")
     assert response.status_code == 200
     assert seen_at_upstream == [0]
-    [write] = queries_of(context)
-    assert write.startswith('INSERT INTO "audit_auditevent"')
+    write, rollup = queries_of(context)  # in one transaction (executemany: "1 times: …")
+    assert write.startswith('1 times: INSERT INTO "audit_auditevent"')
+    assert rollup.startswith('1 times: INSERT INTO "audit_usageday"') and "ON CONFLICT" in rollup
     assert len(rows()) == 2
 
 

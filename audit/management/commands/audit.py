@@ -1,4 +1,4 @@
-"""manage.py audit prune — delete audit rows older than a number of days."""
+"""manage.py audit prune — delete audit rows older than a number of days (the usage rollups stay)."""
 
 from __future__ import annotations
 
@@ -24,4 +24,5 @@ class Command(SubcommandCommand):
         cutoff = timezone.now() - timedelta(days=older_than_days)
         deleted, _ = AuditEvent.objects.filter(created_at__lt=cutoff).delete()
         record_change("audit.pruned", "audit log", {"older_than_days": older_than_days, "deleted": deleted})
-        self.stdout.write(f"Deleted {deleted} audit event(s) older than {older_than_days} day(s).")
+        self.stdout.write(f"Deleted {deleted} audit event(s) older than {older_than_days} day(s); the usage "
+                          "rollups are kept.")
