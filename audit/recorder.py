@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -82,6 +83,8 @@ class CallRecord:
         self.finished = False
         self.llm_resolved = False  # only a found Llm's name may become a metrics label
         self.prices: Prices | None = None
+        self.on_finish: list[Callable[[dict[str, Any]], None]] = []  # told the row's fields once it is final
+        self.headers: dict[str, str] = {}  # for the response (the limits' x-ratelimit-*)
         user = caller.user if getattr(caller.user, "pk", None) else None
         self.fields: dict[str, Any] = {
             "kind": INFERENCE,
@@ -149,6 +152,11 @@ class CallRecord:
         if ttft is not None:
             self.fields["ttft_ms"] = int(ttft * 1000)
         self.fields["cost"] = cost_of(self.prices, self.fields)
+        for told in self.on_finish:
+            try:
+                told(self.fields)
+            except Exception:
+                log.exception("after inference request %s", self.fields.get("request_id"))
         try:
             observe_call(self.fields, duration, ttft, resolved=self.llm_resolved)
             row = fit_columns(self.fields)

@@ -12,6 +12,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
 from audit.recorder import record_change
+from limits.models import Limit
 from llms.models import Llm, LlmGroupObjectPermission, LlmUserObjectPermission, redact_userinfo
 from mcpd.models import ApiToken
 from secrets_app.models import Secret
@@ -127,3 +128,13 @@ def _connect_user_permissions() -> None:
 
 
 _connect_user_permissions()
+
+
+@receiver(post_save, sender=Limit)
+def _limit_saved(sender, instance: Limit, created: bool, **kwargs) -> None:
+    record_change("limit.set" if created else "limit.updated", instance, {"caps": instance.caps})
+
+
+@receiver(post_delete, sender=Limit)
+def _limit_deleted(sender, instance: Limit, **kwargs) -> None:
+    record_change("limit.cleared", instance, {"caps": instance.caps})

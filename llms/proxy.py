@@ -15,6 +15,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from audit.models import Api
 from audit.recorder import Caller, CallRecord
+from limits.admission import admit
 from llms import transport
 from llms.adapters import get_adapter
 from llms.adapters.base import StreamTranslator, Target, UpstreamRequest, Usage
@@ -44,12 +45,18 @@ ToError = Callable[[int, Any, 'str | None'], ApiError]  # an adapter's to_error
 class _Call:
     """What a call knows as it goes that its failure needs: the scrubber of its key, once resolved."""
 
-    def __init__(self) -> None:
+    def __init__(self, caller: Caller, record: CallRecord, body: dict[str, Any]) -> None:
+        self.caller, self.record, self.body = caller, record, body
         self.scrub = Scrubber(None)
 
     @sensitive_variables("target")
     def target(self, llm: Llm) -> Target:
-        """The Llm's target, its key resolved (and from now on scrubbed from every error)."""
+        """The Llm's target, once the caller's limits admit the call (every path asks for it right before
+        its upstream request, its body checked), its key resolved and from now on scrubbed from every error."""
+        admission = admit(self.caller.user, self.caller.token_sha, llm, self.body)
+        if admission is not None:
+            self.record.on_finish.append(admission.settle)
+            self.record.headers.update(admission.headers)
         target = _target(llm)
         self.scrub = Scrubber(target.api_key)
         return target
@@ -62,10 +69,10 @@ def _record(caller: Caller, llm: Llm, api: str, body: dict[str, Any]) -> CallRec
 
 
 @contextmanager
-def _recorded(record: CallRecord) -> Iterator[_Call]:
+def _recorded(caller: Caller, record: CallRecord, body: dict[str, Any]) -> Iterator[_Call]:
     """Every failure of a call ends its record: an ApiError as it is (scrubbed of the key), a bug by the
     type of its exception alone (its text could hold anything)."""
-    call = _Call()
+    call = _Call(caller, record, body)
     try:
         yield call
     except ApiError as exc:
@@ -89,7 +96,7 @@ def chat_completion(caller: Caller, llm: Llm, body: dict[str, Any], *,
     or the ProxyStream otherwise (whoever relays them calls it once the client has the bytes).
     """
     record = _record(caller, llm, api, body)
-    with _recorded(record) as call:
+    with _recorded(caller, record, body) as call:
         validate_chat_request(body)
         adapter = get_adapter(llm.provider)
         target = call.target(llm)
@@ -108,7 +115,7 @@ def messages(caller: Caller, llm: Llm, body: dict[str, Any], *, version: str | N
     Anthropic events. A passthrough to an anthropic Llm (`version`, `betas`: the client's
     anthropic-version and anthropic-beta headers, forwarded); translated through chat otherwise."""
     record = _record(caller, llm, Api.MESSAGES, body)
-    with _recorded(record) as call:
+    with _recorded(caller, record, body) as call:
         check_messages_request(body)
         if llm.provider == Provider.ANTHROPIC:
             request = messages_passthrough.upstream_request(call.target(llm), body, endpoint="messages",
@@ -126,7 +133,7 @@ def responses(caller: Caller, llm: Llm, body: dict[str, Any]) -> Answer | ProxyS
     events. A passthrough to an openai Llm; translated through chat otherwise (to an anthropic Llm, on
     to the Messages API by its adapter). Stateless on every path."""
     record = _record(caller, llm, Api.RESPONSES, body)
-    with _recorded(record) as call:
+    with _recorded(caller, record, body) as call:
         check_responses_request(body)
         if llm.provider == Provider.OPENAI:
             request = responses_passthrough.upstream_request(call.target(llm), body)
@@ -181,7 +188,7 @@ def count_tokens(caller: Caller, llm: Llm, body: dict[str, Any], *, version: str
     """Count a Messages body's input tokens: anthropic Llms ask the provider; the others cannot (501,
     and clients then estimate themselves). Audited, with no tokens billed."""
     record = _record(caller, llm, Api.COUNT_TOKENS, {})
-    with _recorded(record) as call:
+    with _recorded(caller, record, body) as call:
         check_messages_request(body, counting=True)
         if llm.provider != Provider.ANTHROPIC:
             raise UnsupportedProvider(f"count_tokens is answered only by anthropic Llms; '{llm.name}' is "

@@ -73,6 +73,11 @@ class Answer:
     def __init__(self, body: bytes, record: CallRecord):
         self.body, self._record = body, record
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers of the call (the limits' x-ratelimit-*)."""
+        return self._record.headers
+
     def json(self) -> dict:
         """The answer as a dict (for callers that read it, such as `manage.py llm test`)."""
         return wirejson.loads(self.body)
@@ -94,6 +99,11 @@ class ProxyStream:
         self._keepalive = keepalive
         self._reader: Heartbeat | None = None
         self._gen: Iterator[Event] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers of the call (the limits' x-ratelimit-*)."""
+        return self._record.headers
 
     def __iter__(self) -> Iterator[Event]:
         self._gen = self._events()

@@ -76,14 +76,14 @@ class SseBody:
 def answer_response(answer) -> HttpResponse:
     """The response for a whole answer (llms/streaming.Answer); its audit row is written after it has
     been sent, by the server's closing of the response."""
-    response = json_response(answer.body)
+    response = json_response(answer.body, headers=answer.headers)
     response._resource_closers.append(answer.close)
     return response
 
 
 def event_stream_response(stream) -> StreamingHttpResponse:
     """The response for a stream (llms/streaming.ProxyStream), with the contract's headers."""
-    response = StreamingHttpResponse(SseBody(stream), content_type="text/event-stream")
+    response = StreamingHttpResponse(SseBody(stream), content_type="text/event-stream", headers=stream.headers)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response

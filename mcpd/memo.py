@@ -87,7 +87,7 @@ def connect_invalidation() -> None:
     models = [user, apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"),
               apps.get_model("mcpd", "ApiToken"), apps.get_model("llms", "Llm"),
               apps.get_model("llms", "LlmUserObjectPermission"), apps.get_model("llms", "LlmGroupObjectPermission"),
-              apps.get_model("secrets_app", "Secret")]
+              apps.get_model("secrets_app", "Secret"), apps.get_model("limits", "Limit")]
     for model in models:
         post_save.connect(forget_everything, sender=model, weak=False, dispatch_uid=f"memo-save-{model.__name__}")
         post_delete.connect(forget_everything, sender=model, weak=False, dispatch_uid=f"memo-del-{model.__name__}")

@@ -90,6 +90,12 @@ AUTH_CACHE_SECONDS = env.float("MCPD_AUTH_CACHE_SECONDS", default=5.0)
 STREAM_KEEPALIVE_SECONDS = env.float("MCPD_STREAM_KEEPALIVE_SECONDS", default=15.0)
 UPSTREAM_CONNECT_TIMEOUT = env.float("MCPD_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 UPSTREAM_READ_TIMEOUT = env.float("MCPD_UPSTREAM_READ_TIMEOUT", default=600.0)
+# Limits (limits/): their counters live in the database, or in Redis when REDIS_URL is set. When the
+# counters cannot be reached, calls under a limit are refused (503) unless MCPD_LIMITS_FAIL_OPEN.
+REDIS_URL = env.str("REDIS_URL", default="")
+LIMITS_FAIL_OPEN = env.bool("MCPD_LIMITS_FAIL_OPEN", default=False)
+# How long a call holds a concurrency slot at most: a slot of a process that died lapses after this.
+LIMITS_LEASE_SECONDS = env.int("MCPD_LIMITS_LEASE_SECONDS", default=3600)
 # The one currency of every price and cost (a label: mcpd converts nothing).
 CURRENCY = env.str("MCPD_CURRENCY", default="USD")
 VAULT_ADDR = env.str("VAULT_ADDR", default="")
@@ -128,6 +134,7 @@ INSTALLED_APPS = [
     "secrets_app",
     "llms",
     "audit",
+    "limits",
 ]
 
 MIDDLEWARE = [
