@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test install install-test lint bench clean
+.PHONY: run test install install-test lint bench bench-limits clean
 
 $(BIN)/python:
 	@echo "==> creating $(VENV) with $(PYTHON)"
@@ -48,6 +48,10 @@ lint: install-test
 # use into ~/.cache/mcpd-bench). BENCH_ARGS=--quick for a short run, --no-litellm without LiteLLM.
 bench: install-test
 	$(BIN)/python bench/serving.py $(BENCH_ARGS)
+
+# What limits cost per call (no limit, one, three), on SQLite and on PostgreSQL (tests/pg.sh).
+bench-limits: install-test
+	$(BIN)/python bench/limits.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var/static

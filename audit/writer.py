@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -33,6 +33,7 @@ from audit.models import AuditEvent
 from mcpd.metrics import AUDIT_WRITE_FAILURES
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BATCH = 500  # rows per INSERT
 # At most one write this often: under gevent a write holds the worker (SQLite's calls do not yield),
@@ -154,14 +155,14 @@ class AuditWriter:
             log.exception("could not record the last use of %d API tokens", len(touched))
 
 
-def off_the_hub(write: Callable[..., None], *args: Any) -> None:
-    """Run a database write where it holds up no request. Under gevent, in the hub's pool of native
-    threads: sqlite3's calls do not yield, and a write run in the worker's own thread would stop every
-    greenlet (a stream's next chunk, a new call) until it ended. Otherwise here: the writer is a thread."""
+def off_the_hub(write: Callable[..., T], *args: Any) -> T:
+    """Run a database write where it holds up no request (and give its result). Under gevent, in the
+    hub's pool of native threads: sqlite3's calls do not yield, and a write run in the worker's own
+    thread would stop every greenlet (a stream's next chunk, a new call) until it ended, waits for
+    SQLite's lock included. Otherwise here: the writer is a thread."""
     if monkey.is_module_patched("threading"):
-        get_hub().threadpool.apply(write, args)
-    else:
-        write(*args)
+        return get_hub().threadpool.apply(write, args)
+    return write(*args)
 
 
 def insert_rows(rows: list[dict[str, Any]]) -> None:

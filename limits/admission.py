@@ -24,7 +24,6 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 
-from audit.writer import off_the_hub
 from limits.models import Limit, Period
 from limits.store import Charge, Claim, DatabaseStore, StoreUnavailable, Taken
 from mcpd import wirejson
@@ -70,11 +69,7 @@ class Admission:
     headers: dict[str, str] = field(default_factory=dict)
 
     def settle(self, fields: dict[str, Any]) -> None:
-        """Settle the reservations to the call's audit fields (its tokens and cost); give back its slots.
-        Off the gevent hub: under gevent a database write here would hold up every other call."""
-        off_the_hub(self._settle, fields)
-
-    def _settle(self, fields: dict[str, Any]) -> None:
+        """Settle the reservations to the call's audit fields (its tokens and cost); give back its slots."""
         deltas = {key: _actual(kind, fields, estimate) - estimate for key, (kind, estimate) in self.estimates.items()}
         try:
             if any(deltas.values()):

@@ -9,15 +9,18 @@ racing for the last request of a window let exactly one through.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Any, TypeVar
 
 from django.db import connection, transaction
 
+from audit.writer import off_the_hub
 from limits.models import Counter, Lease
 
 SWEEP_EVERY = 60.0  # seconds between deletions of expired counter rows, per process
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,32 +63,27 @@ class DatabaseStore:
         self._swept = 0.0
 
     def take(self, charges: Sequence[Charge], claims: Sequence[Claim], call_id: str, now: int) -> Taken:
-        try:
-            if claims:
-                return self._take_with_claims(charges, claims, call_id, now)
-            return self._charge(charges)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            raise StoreUnavailable(f"the limit counters in the database: {type(exc).__name__}: {exc}") from exc
+        if claims:
+            return _run(self._take_with_claims, charges, claims, call_id, now)
+        return _run(self._charge, charges)
 
     def adjust(self, deltas: dict[str, int]) -> None:
         """Add each delta to its window (a settled reservation: the real amount less the estimate)."""
-        try:
-            with connection.cursor() as cursor:
-                cursor.executemany(f"UPDATE {_table(Counter)} SET value = value + %s WHERE key = %s",
-                                   [(delta, key) for key, delta in sorted(deltas.items()) if delta])
-            self._sweep()
-        except Exception as exc:
-            raise StoreUnavailable(f"the limit counters in the database: {type(exc).__name__}: {exc}") from exc
+        _run(self._adjust, deltas)
 
     def release(self, call_id: str) -> None:
         """Give back the call's concurrency slots."""
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(f"DELETE FROM {_table(Lease)} WHERE call_id = %s", [call_id])
-        except Exception as exc:
-            raise StoreUnavailable(f"the limit leases in the database: {type(exc).__name__}: {exc}") from exc
+        _run(self._release, call_id)
+
+    def _adjust(self, deltas: dict[str, int]) -> None:
+        with connection.cursor() as cursor:
+            cursor.executemany(f"UPDATE {_table(Counter)} SET value = value + %s WHERE key = %s",
+                               [(delta, key) for key, delta in sorted(deltas.items()) if delta])
+        self._sweep()
+
+    def _release(self, call_id: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {_table(Lease)} WHERE call_id = %s", [call_id])
 
     def _charge(self, charges: Sequence[Charge]) -> Taken:
         """One statement: each window gets its amount only if under its cap. If one is refused, what the
@@ -133,6 +131,16 @@ class DatabaseStore:
         with connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {_table(Counter)} WHERE expires < %s", [int(now)])
             cursor.execute(f"DELETE FROM {_table(Lease)} WHERE expires < %s", [int(now)])
+
+
+def _run(work: Callable[..., T], *args: Any) -> T:
+    """The work on the database, any failure a StoreUnavailable. On SQLite, off the gevent hub (its calls,
+    and its waits for the write lock, would hold up every other call of the worker); PostgreSQL's
+    driver yields to the other greenlets while it waits, so the work runs here."""
+    try:
+        return off_the_hub(work, *args) if connection.vendor == "sqlite" else work(*args)
+    except Exception as exc:
+        raise StoreUnavailable(f"the limit counters in the database: {type(exc).__name__}: {exc}") from exc
 
 
 def _key(item: Charge | Claim) -> str:
