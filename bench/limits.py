@@ -1,5 +1,6 @@
 """What limits cost on the hot path: the same non-streaming call with no limit, one limit, three limits
-(and three with a concurrency cap), against one gunicorn worker of mcpd, on SQLite and on PostgreSQL.
+(and three with a concurrency cap), against one gunicorn worker of mcpd, on SQLite and on PostgreSQL,
+with the counters in the database and in Redis (REDIS_URL; tests/redis.sh starts one on loopback).
 
     make bench-limits                 # or: .venv/bin/python bench/limits.py --help
 
@@ -12,6 +13,8 @@ calls per second at c=16, each with its difference to "no limit" measured in the
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import statistics
 import subprocess
 import sys
@@ -117,18 +120,34 @@ def postgres() -> str:
     return server + "/mcpd_bench_limits"
 
 
+def redis() -> str:
+    """An empty Redis (tests/redis.sh, a port of the benchmark's own), stopped when the benchmark ends."""
+    env = {**os.environ, "MCPD_TEST_REDIS_PORT": "26399", "MCPD_TEST_REDIS_ROOT": "/tmp/mcpd-bench-redis"}
+    url = subprocess.run(["bash", "tests/redis.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    atexit.register(subprocess.run, ["bash", "tests/redis.sh", "stop"], cwd=ROOT, env=env, check=False)
+    subprocess.run(["redis-cli", "-u", url, "flushdb"], check=True, capture_output=True)
+    return url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300, help="calls per batch at c=1 (4x that at c=16)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--counters", choices=["database", "redis", "both"], default="both",
+                        help="where the limit counters live")
     args = parser.parse_args()
     started = time.monotonic()
-    if args.database in ("sqlite", "both"):
-        report(db_label(None), run(None, args))
-    if args.database in ("postgresql", "both"):
-        url = postgres()
-        report(db_label(url), run(url, args))
+    databases = [db for db in ("sqlite", "postgresql") if args.database in (db, "both")]
+    stores = [store for store in ("database", "redis") if args.counters in (store, "both")]
+    for database in databases:
+        for store in stores:
+            url = postgres() if database == "postgresql" else None
+            os.environ.pop("REDIS_URL", None)
+            if store == "redis":
+                os.environ["REDIS_URL"] = redis()
+            report(f"{db_label(url)}, counters in {'Redis' if store == 'redis' else 'the database'}", run(url, args))
     print(f"\ncommand: {' '.join(sys.argv)}; run took {time.monotonic() - started:.0f} s")
 
 

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from limits.models import Limit, Period
-from limits.store import Charge, Claim, DatabaseStore, StoreUnavailable, Taken
+from limits.store import Charge, Claim, CounterStore, DatabaseStore, StoreUnavailable, Taken
 from mcpd import wirejson
 from mcpd.errors import ApiError, RateLimited
 from mcpd.memo import TtlMemo
@@ -232,7 +232,7 @@ def _headers(charges: list[Charge], taken: Taken, now: float) -> dict[str, str]:
 
 
 @cache
-def counters() -> DatabaseStore:
+def counters() -> CounterStore:
     """The process's counter store: Redis when REDIS_URL is set, else the database."""
     if settings.REDIS_URL:
         from limits.redis_store import RedisStore

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from django.db import connection, transaction
 
@@ -53,6 +53,22 @@ class Taken:
 
 class StoreUnavailable(Exception):
     """The counters could not be read or written (the database or Redis is down)."""
+
+
+class CounterStore(Protocol):
+    """What admission asks of a counter store: DatabaseStore below, or RedisStore (limits/redis_store.py)."""
+
+    def take(self, charges: Sequence[Charge], claims: Sequence[Claim], call_id: str, now: int) -> Taken:
+        """All the charges and claims, or none: admitted while each is under its cap; atomic across hosts."""
+        ...
+
+    def adjust(self, deltas: dict[str, int]) -> None:
+        """Add each delta to its window, if the window still exists."""
+        ...
+
+    def release(self, call_id: str) -> None:
+        """Give back the call's concurrency slots."""
+        ...
 
 
 class DatabaseStore:

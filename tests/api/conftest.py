@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+from functools import cache
+
 import pytest
 
 from llms.models import Llm
@@ -11,6 +14,38 @@ def upstream_llm(llm, fake_upstream) -> Llm:
     llm.base_url = fake_upstream.url + "/v1"
     llm.save()
     return llm
+
+
+@cache
+def _redis_store(url: str):
+    from limits.redis_store import PREFIX, RedisStore
+
+    return RedisStore(url, prefix=f"{PREFIX}test:{os.environ.get('PYTEST_XDIST_WORKER', 'main')}:")
+
+
+@pytest.fixture(autouse=True)
+def _redis_counters(monkeypatch):
+    """With REDIS_URL set (tests/run.sh's Redis pass), calls are counted in that Redis: under a prefix of
+    this test worker's own (every worker's database numbers its Limits from 1), emptied before each test,
+    as each test's database starts empty."""
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        from limits import admission
+        from tests.api.counters import RedisCounts
+
+        store = _redis_store(settings.REDIS_URL)
+        RedisCounts(store).clear()
+        monkeypatch.setattr(admission, "counters", lambda: store)
+
+
+@pytest.fixture
+def counts():
+    """The counters of the store calls are counted in (tests/api/counters.py)."""
+    from limits import admission
+    from tests.api.counters import counts_of
+
+    return counts_of(admission.counters())
 
 
 @pytest.fixture

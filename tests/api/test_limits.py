@@ -1,6 +1,6 @@
-"""Limits on every inference route, with the database as the counter store: requests and tokens per
-minute, concurrent calls, budgets; Retry-After, the error shapes, the audit row, x-ratelimit-* headers,
-and what happens when the counters cannot be reached."""
+"""Limits on every inference route, counted in the active store (the database; Redis in tests/run.sh's
+pass with REDIS_URL): requests and tokens per minute, concurrent calls, budgets; Retry-After, the error
+shapes, the audit row, x-ratelimit-* headers, and what happens when the counters cannot be reached."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from limits import admission
-from limits.models import Counter, Lease, Limit
-from limits.store import DatabaseStore, StoreUnavailable
+from limits.models import Limit
+from limits.store import StoreUnavailable
 from llms.permissions import grant_run
 from mcpd.models import ApiToken
 from tests.api.calls import CHAT, error_of, infer
@@ -125,26 +125,27 @@ def test_an_everyone_limit_counts_every_caller_together(alice, carol, client_for
     assert refused.status_code == 429 and "all callers together" in error_of(refused)["message"]
 
 
-def test_tokens_per_minute_reserve_an_estimate_and_settle_to_the_real_usage(alice, client_for, upstream_llm, clock):
+def test_tokens_per_minute_reserve_an_estimate_and_settle_to_the_real_usage(alice, client_for, upstream_llm, clock,
+                                                                           counts):
     limit = Limit.objects.create(user=alice, tokens_per_minute=100)
     client = client_for(alice)
     first = chat(client, max_tokens=50)
     assert first.status_code == 200 and first["x-ratelimit-limit-tokens"] == "100"
-    window = Counter.objects.get(key__startswith=f"tpm:{limit.pk}:")
-    assert wait_for(lambda: Counter.objects.get(pk=window.pk).value == 15)  # 9 prompt + 6 completion
+    window = f"tpm:{limit.pk}:"
+    assert wait_for(lambda: counts.value(window) == 15)  # 9 prompt + 6 completion
     assert chat(client, max_tokens=80).status_code == 200  # 15 used: under the cap, admitted
-    assert wait_for(lambda: Counter.objects.get(pk=window.pk).value == 30)
-    Counter.objects.filter(pk=window.pk).update(value=100)
+    assert wait_for(lambda: counts.value(window) == 30)
+    counts.set(window, 100)
     refused = chat(client)
     assert refused.status_code == 429 and "100 tokens per minute" in error_of(refused)["message"]
 
 
 def test_a_call_that_fails_before_the_provider_answers_gives_its_reservation_back(alice, client_for, upstream_llm,
-                                                                                 fake_upstream, clock):
+                                                                                 fake_upstream, clock, counts):
     limit = Limit.objects.create(user=alice, tokens_per_minute=10_000)
     fake_upstream.reply(json_reply({"error": {"message": "boom"}}, status=500))
     assert chat(client_for(alice), max_tokens=500).status_code == 502
-    assert wait_for(lambda: Counter.objects.get(key__startswith=f"tpm:{limit.pk}:").value == 0)
+    assert wait_for(lambda: counts.value(f"tpm:{limit.pk}:") == 0)
 
 
 def test_a_budget_stops_within_one_calls_cost_and_says_so_until_the_period_ends(alice, client_for, upstream_llm,
@@ -174,7 +175,7 @@ def test_budget_windows_end_at_midnight_and_month_end_utc(period):
 
 
 def test_concurrent_calls_hold_slots_until_their_streams_end(live_server, alice, token_for, upstream_llm,
-                                                             fake_upstream, clock):
+                                                             fake_upstream, clock, counts):
     Limit.objects.create(user=alice, concurrent=1)
     fake_upstream.reply(sse_reply(openai_stream_frames([f"w{i} " for i in range(10)]), interval=0.1))
     headers = {"Authorization": f"Bearer {token_for(alice)}"}
@@ -185,15 +186,15 @@ def test_concurrent_calls_hold_slots_until_their_streams_end(live_server, alice,
     assert second.status_code == 429 and second.json()["error"]["code"] == "concurrency_limited"
     assert second.headers["Retry-After"] == "1"
     assert stream.content.endswith(b"data: [DONE]\n\n")  # the stream runs to its end
-    assert wait_for(lambda: not Lease.objects.exists())
+    assert wait_for(lambda: counts.leases() == 0)
     assert requests.post(url, json={"model": "gpt", **CHAT}, headers=headers, timeout=10).status_code == 200
 
 
-def test_a_lease_of_a_process_that_died_lapses(alice, client_for, upstream_llm, clock):
+def test_a_lease_of_a_process_that_died_lapses(alice, client_for, upstream_llm, clock, counts):
     limit = Limit.objects.create(user=alice, concurrent=1)
-    Lease.objects.create(key=f"concurrent:{limit.pk}", call_id="dead", expires=int(clock.time) - 1)
+    counts.lease(f"concurrent:{limit.pk}", "dead", int(clock.time) - 1)
     assert chat(client_for(alice)).status_code == 200
-    Lease.objects.create(key=f"concurrent:{limit.pk}", call_id="alive", expires=int(clock.time) + 60)
+    counts.lease(f"concurrent:{limit.pk}", "alive", int(clock.time) + 60)
     assert chat(client_for(alice)).status_code == 429
 
 
@@ -229,7 +230,7 @@ def test_unreachable_counters_refuse_calls_under_a_limit_by_default(alice, clien
     def down(*args, **kwargs):
         raise StoreUnavailable("connection refused")
 
-    monkeypatch.setattr(DatabaseStore, "take", down)
+    monkeypatch.setattr(type(admission.counters()), "take", down)
     refused = chat(client_for(alice))
     assert refused.status_code == 503 and error_of(refused)["code"] == "limits_unavailable"
     assert fake_upstream.requests == []
@@ -239,15 +240,16 @@ def test_unreachable_counters_let_calls_through_when_failing_open(alice, client_
                                                                    monkeypatch, settings, caplog):
     settings.LIMITS_FAIL_OPEN = True
     Limit.objects.create(user=alice, requests_per_minute=100)
-    monkeypatch.setattr(DatabaseStore, "take", lambda *a, **k: (_ for _ in ()).throw(StoreUnavailable("down")))
+    monkeypatch.setattr(type(admission.counters()), "take",
+                        lambda *a, **k: (_ for _ in ()).throw(StoreUnavailable("down")))
     assert chat(client_for(alice)).status_code == 200
     assert "limits not enforced" in caplog.text
 
 
-def test_no_limit_no_counter_and_no_header(alice, client_for, upstream_llm):
+def test_no_limit_no_counter_and_no_header(alice, client_for, upstream_llm, counts):
     answer = chat(client_for(alice))
     assert answer.status_code == 200 and "x-ratelimit-limit-requests" not in answer
-    assert not Counter.objects.exists()
+    assert counts.empty()
 
 
 # --- manage.py limit ---

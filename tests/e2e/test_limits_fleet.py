@@ -1,14 +1,18 @@
 """Limits across a fleet: two gunicorn masters (two workers each) on one PostgreSQL, as two hosts behind
-a load balancer would run. Calls alternate between them; the caps hold for the fleet, not per process."""
+a load balancer would run, with the counters in that database, then in one Redis (REDIS_URL). Calls
+alternate between the servers; the caps hold for the fleet, not per process."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -44,13 +48,29 @@ def fake() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, small_postgres) -> Iterator[list[Server]]:
-    """Two servers sharing one PostgreSQL database (and nothing else); each test has its own user and Llm."""
+def redis_url() -> Iterator[str]:
+    """A Redis of the fleet's own (tests/redis.sh), started empty, stopped with the module."""
+    env = {**os.environ, "MCPD_TEST_REDIS_PORT": "26390", "MCPD_TEST_REDIS_ROOT": "/tmp/mcpd-fleet-redis"}
+    script = Path(__file__).resolve().parents[1] / "redis.sh"
+    url = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=True,
+                         timeout=300).stdout.strip()
+    try:
+        yield url
+    finally:
+        subprocess.run(["bash", str(script), "stop"], env=env, check=True, timeout=60)
+
+
+@pytest.fixture(scope="module", params=["database", "redis"])
+def fleet(request, tmp_path_factory, small_postgres) -> Iterator[list[Server]]:
+    """Two servers sharing one PostgreSQL database (and, with the param redis, one Redis); each test has
+    its own user and Llm."""
     url = small_postgres.rsplit("/", 1)[0]
     with psycopg.connect(url + "/postgres", autocommit=True) as db:
         db.execute("DROP DATABASE IF EXISTS mcpd_fleet")
         db.execute("CREATE DATABASE mcpd_fleet")
     env = {**FLEET, "DATABASE_URL": url + "/mcpd_fleet"}
+    if request.param == "redis":
+        env["REDIS_URL"] = request.getfixturevalue("redis_url")
     with ExitStack() as stack:
         yield [stack.enter_context(running_server(tmp_path_factory, env=env)) for _ in range(2)]
 
@@ -103,6 +123,9 @@ def test_30_requests_per_minute_across_two_servers_let_exactly_30_of_200_through
     refused = next(answer for answer in answers if answer.status_code == 429)
     assert refused.json()["error"]["code"] == "rate_limited" and 1 <= int(refused.headers["Retry-After"]) <= 60
     assert wait_for_rows(fleet, "rpm", 200)[:2] == (200, 30)  # every call audited, the refusals too
+    with psycopg.connect(fleet[0].env["DATABASE_URL"]) as db:  # counted where REDIS_URL says, only there
+        rows = db.execute("SELECT count(*) FROM limits_counter").fetchone()[0]
+    assert (rows == 0) == ("REDIS_URL" in fleet[0].env), rows
 
 
 def test_a_budget_of_a_few_cents_stops_within_one_calls_cost(fleet, fake):
