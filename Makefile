@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test install install-test lint bench bench-limits clean
+.PHONY: run test install install-test lint bench bench-limits bench-audit clean
 
 $(BIN)/python:
 	@echo "==> creating $(VENV) with $(PYTHON)"
@@ -52,6 +52,9 @@ bench: install-test
 # What limits cost per call (no limit, one, three), on SQLite and on PostgreSQL (tests/pg.sh).
 bench-limits: install-test
 	$(BIN)/python bench/limits.py $(BENCH_ARGS)
+
+bench-audit: install-test
+	$(BIN)/python bench/audit_scale.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var/static
