@@ -13,7 +13,14 @@ from django.dispatch import receiver
 
 from audit.recorder import record_change
 from limits.models import Limit
-from llms.models import Llm, LlmGroupObjectPermission, LlmUserObjectPermission, redact_userinfo
+from llms.models import (
+    Deployment,
+    Fallback,
+    Llm,
+    LlmGroupObjectPermission,
+    LlmUserObjectPermission,
+    redact_userinfo,
+)
 from mcpd.models import ApiToken
 from secrets_app.models import Secret
 
@@ -32,6 +39,32 @@ def _llm_saved(sender, instance: Llm, created: bool, **kwargs) -> None:
 @receiver(post_delete, sender=Llm)
 def _llm_deleted(sender, instance: Llm, **kwargs) -> None:
     record_change("llm.deleted", instance)
+
+
+@receiver(post_save, sender=Deployment)
+def _deployment_saved(sender, instance: Deployment, created: bool, **kwargs) -> None:
+    record_change("llm.deployed" if created else "llm.deployment_updated", instance, {
+        "llm": instance.llm.name, "deployment": instance.pk, "model": instance.model,
+        "base_url": redact_userinfo(instance.base_url),
+        "secret": instance.api_key_secret.name if instance.api_key_secret_id else None,
+        "weight": instance.weight, "enabled": instance.enabled,
+    })
+
+
+@receiver(post_delete, sender=Deployment)
+def _deployment_deleted(sender, instance: Deployment, **kwargs) -> None:
+    record_change("llm.undeployed", instance, {"deployment": instance.pk})
+
+
+@receiver(post_save, sender=Fallback)
+def _fallback_saved(sender, instance: Fallback, **kwargs) -> None:
+    record_change("llm.fallback_set", instance, {"llm": instance.llm.name, "to": instance.to.name,
+                                                 "position": instance.position})
+
+
+@receiver(post_delete, sender=Fallback)
+def _fallback_deleted(sender, instance: Fallback, **kwargs) -> None:
+    record_change("llm.fallback_removed", instance)
 
 
 @receiver(post_save, sender=Secret)

@@ -129,6 +129,25 @@ class RedisStore:
         except Exception as exc:
             raise StoreUnavailable(f"the limit leases in Redis: {type(exc).__name__}: {exc}") from exc
 
+    def cool(self, key: str, until: int) -> None:
+        """A key that expires when the cool-down ends (a later end already set stays: GT)."""
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.set(self.prefix + key, until, nx=True, exat=until)
+                pipe.expireat(self.prefix + key, until, gt=True)
+                pipe.execute()
+        except Exception as exc:
+            raise StoreUnavailable(f"the cool-downs in Redis: {type(exc).__name__}: {exc}") from exc
+
+    def cooling(self, keys: Sequence[str], now: int) -> set[str]:
+        if not keys:
+            return set()
+        try:
+            values = self.client.mget([self.prefix + key for key in keys])
+        except Exception as exc:
+            raise StoreUnavailable(f"the cool-downs in Redis: {type(exc).__name__}: {exc}") from exc
+        return {key for key, value in zip(keys, values, strict=True) if value is not None}  # it expires when cool
+
     def _hold(self, call_id: str, keys: tuple[str, ...], expires: int, now: int) -> None:
         """Remember the call's leases until release(); now and then forget those of calls never released
         (their leases have lapsed in Redis already), so that the record cannot grow without end."""

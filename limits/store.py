@@ -70,6 +70,14 @@ class CounterStore(Protocol):
         """Give back the call's concurrency slots."""
         ...
 
+    def cool(self, key: str, until: int) -> None:
+        """Mark `key` cooling down until then (a later mark already there stays)."""
+        ...
+
+    def cooling(self, keys: Sequence[str], now: int) -> set[str]:
+        """Those of the keys still cooling down at `now`."""
+        ...
+
 
 class DatabaseStore:
     """Counters as rows: INSERT … ON CONFLICT DO UPDATE … WHERE value < cap RETURNING, on PostgreSQL and
@@ -90,6 +98,27 @@ class DatabaseStore:
     def release(self, call_id: str) -> None:
         """Give back the call's concurrency slots."""
         _run(self._release, call_id)
+
+    def cool(self, key: str, until: int) -> None:
+        """A counter row whose `expires` is the end of the cool-down (swept with the windows)."""
+        _run(self._cool, key, until)
+
+    def cooling(self, keys: Sequence[str], now: int) -> set[str]:
+        return _run(self._cooling, keys, now) if keys else set()
+
+    def _cool(self, key: str, until: int) -> None:
+        table = _table(Counter)
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} (key, value, cap, expires) VALUES (%s, 0, 0, %s) "
+                           f"ON CONFLICT (key) DO UPDATE SET expires = excluded.expires "
+                           f"WHERE {table}.expires < excluded.expires", [key, until])
+
+    def _cooling(self, keys: Sequence[str], now: int) -> set[str]:
+        marks = ", ".join(["%s"] * len(keys))
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT key FROM {_table(Counter)} WHERE key IN ({marks}) AND expires > %s",
+                           [*keys, now])
+            return {key for (key,) in cursor.fetchall()}
 
     def _adjust(self, deltas: dict[str, int]) -> None:
         with connection.cursor() as cursor:

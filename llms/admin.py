@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from guardian.admin import AdminGroupObjectPermissionsForm, AdminUserObjectPermissionsForm, GuardedModelAdmin
 
-from llms.models import Llm, redact_userinfo
+from llms.models import Deployment, Fallback, Llm, redact_userinfo
 from llms.permissions import is_in_use
 
 
@@ -36,15 +36,62 @@ class RunOnlyGroupForm(_RunOnly, AdminGroupObjectPermissionsForm):
     pass
 
 
+class _SuperuserEdits:
+    """Inlines that route calls (another server, another key, another Llm): superusers edit them; other
+    staff who may view the Llm see them read-only."""
+
+    extra = 0
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser or request.user.has_perm("llms.view_llm") or \
+            request.user.has_perm("llms.change_llm")
+
+
+class DeploymentForm(forms.ModelForm):
+    """As LlmForm: a stored user:password@ shows as `***@`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.initial.get("base_url"):
+            self.initial["base_url"] = redact_userinfo(self.initial["base_url"])
+
+
+class DeploymentInline(_SuperuserEdits, admin.TabularInline):
+    model = Deployment
+    form = DeploymentForm
+    fields = ["base_url", "api_key_secret", "model", "weight", "enabled"]
+    autocomplete_fields = ["api_key_secret"]
+    verbose_name = "further deployment"
+    verbose_name_plural = "further deployments (the fields above are the first; calls are spread by weight)"
+
+
+class FallbackInline(_SuperuserEdits, admin.TabularInline):
+    model = Fallback
+    fk_name = "llm"
+    fields = ["to", "position"]
+    verbose_name_plural = "fallbacks (tried in position order when every deployment fails a call)"
+
+
 @admin.register(Llm)
 class LlmAdmin(GuardedModelAdmin):
     form = LlmForm
+    inlines = [DeploymentInline, FallbackInline]
     list_display = ["name", "provider", "model", "effective_base_url", "has_api_key", "enabled", "updated_at"]
     list_filter = ["provider", "enabled"]
     search_fields = ["name", "model", "description"]
     autocomplete_fields = ["api_key_secret"]
     readonly_fields = ["created_at", "updated_at"]
-    fields = ["name", "provider", "model", "base_url", "api_key_secret", "default_max_tokens", "context_window",
+    fields = ["name", "provider", "model", "base_url", "api_key_secret", "weight", "max_attempts",
+              "default_max_tokens", "context_window",
               "price_input", "price_output", "price_cache_read", "price_cache_write", "enabled",
               "description", "created_at", "updated_at"]
 

@@ -84,6 +84,14 @@ class Llm(models.Model):
     price_output = _price("output")
     price_cache_read = _price("cache read", "Blank: the input price.")
     price_cache_write = _price("cache write", "Blank: the input price.")
+    weight = models.PositiveIntegerField(
+        default=1, help_text="The share of calls this first deployment takes beside the Llm's other deployments "
+                             "(each has its own weight). 0: a standby, called only when the others fail.",
+    )
+    max_attempts = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1)],
+        help_text="Deployments tried per call before it fails (or falls back), each a different one.",
+    )
     context_window = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)],
         help_text="The model's context window in tokens, as /v1/models tells clients (Codex). Blank: unknown.",
@@ -123,6 +131,56 @@ class Llm(models.Model):
     def clean(self) -> None:
         if self.provider == Provider.VLLM and not self.base_url:
             raise ValidationError({"base_url": "A vllm Llm needs a base URL: vLLM has no public default."})
+
+
+class Deployment(models.Model):
+    """Another place that serves the Llm (a region, an account, a replica), beside the one its own base URL,
+    secret and model name: calls are spread over them all by weight, and a failing one is stepped around."""
+
+    llm = models.ForeignKey(Llm, on_delete=models.CASCADE, related_name="deployments")
+    base_url = models.CharField(max_length=500, blank=True, validators=[validate_base_url],
+                                help_text="Blank: the provider's default.")
+    api_key_secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="deployments",
+                                       help_text="The provider key. Empty: no auth header is sent.")
+    model = models.CharField(max_length=200, blank=True, help_text="Blank: the Llm's model.")
+    weight = models.PositiveIntegerField(default=1, help_text="Its share of calls. 0: a standby.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.llm.name} deployment {self.pk}"
+
+    @property
+    def effective_base_url(self) -> str:
+        return (self.base_url or DEFAULT_BASE_URLS.get(self.llm.provider, "")).rstrip("/")
+
+    def clean(self) -> None:
+        if self.llm_id and self.llm.provider == Provider.VLLM and not self.base_url:
+            raise ValidationError({"base_url": "A vllm deployment needs a base URL: vLLM has no public default."})
+
+
+class Fallback(models.Model):
+    """When every deployment of `llm` has failed a call before its first byte, `to` is tried (in
+    `position` order). The caller needs run on `llm` only; `to`'s own limits and prices apply."""
+
+    llm = models.ForeignKey(Llm, on_delete=models.CASCADE, related_name="fallbacks")
+    to = models.ForeignKey(Llm, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [models.UniqueConstraint(fields=["llm", "to"], name="fallback_once")]
+
+    def __str__(self) -> str:
+        return f"{self.llm.name} → {self.to.name}"
+
+    def clean(self) -> None:
+        if self.llm_id and self.llm_id == self.to_id:
+            raise ValidationError("An Llm cannot fall back to itself.")
 
 
 class LlmUserObjectPermission(UserObjectPermissionBase):

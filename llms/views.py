@@ -15,7 +15,7 @@ class LlmList(ListAPIView):
     serializer_class = LlmSerializer
 
     def get_queryset(self):
-        return visible_llms(self.request.user)
+        return visible_llms(self.request.user).prefetch_related("deployments", "fallbacks__to")
 
 
 class LlmDetail(RetrieveAPIView):
@@ -26,7 +26,8 @@ class LlmDetail(RetrieveAPIView):
 
     def get_object(self):
         name = self.kwargs["name"]
-        llm = visible_llms(self.request.user).filter(name=name).first() if LLM_NAME.fullmatch(name) else None
+        llm = (visible_llms(self.request.user).prefetch_related("deployments", "fallbacks__to").filter(name=name).first()
+               if LLM_NAME.fullmatch(name) else None)
         if llm is None:
             raise NotFound(f"No Llm named '{self.kwargs['name']}' is visible to you.")
         return llm

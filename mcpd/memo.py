@@ -5,7 +5,8 @@ key: four lookups that change rarely. Each is kept for MCPD_AUTH_CACHE_SECONDS (
 disables), so in the steady state a call makes no query before the upstream request. The bound is
 the price: a revoked token, a withdrawn grant or a changed Llm takes effect within that many
 seconds on every other worker and host, and at once in the process that made the change (every
-save or delete of a token, user, group, permission, grant, Llm or secret forgets everything here).
+save or delete of a token, user, group, permission, grant, Llm, deployment, fallback, limit or secret
+forgets everything here).
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def connect_invalidation() -> None:
     models = [user, apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"),
               apps.get_model("mcpd", "ApiToken"), apps.get_model("llms", "Llm"),
               apps.get_model("llms", "LlmUserObjectPermission"), apps.get_model("llms", "LlmGroupObjectPermission"),
-              apps.get_model("secrets_app", "Secret"), apps.get_model("limits", "Limit")]
+              apps.get_model("secrets_app", "Secret"), apps.get_model("limits", "Limit"),
+              apps.get_model("llms", "Deployment"), apps.get_model("llms", "Fallback")]
     for model in models:
         post_save.connect(forget_everything, sender=model, weak=False, dispatch_uid=f"memo-save-{model.__name__}")
         post_delete.connect(forget_everything, sender=model, weak=False, dispatch_uid=f"memo-del-{model.__name__}")

@@ -38,7 +38,14 @@ TTFT = Histogram("mcpd_inference_ttft_seconds", "Time to the first streamed chun
 TOKENS = Counter("mcpd_inference_tokens_total", "Tokens reported by providers.", ["llm", "provider", "kind"])
 AUDIT_WRITE_FAILURES = Counter("mcpd_audit_write_failures_total",
                                "Inference audit rows that could not be written (each one is logged).")
-DECLARED = (CALLS, DURATION, TTFT, TOKENS, AUDIT_WRITE_FAILURES)
+RETRIES = Counter("mcpd_upstream_retries_total",
+                  "Attempts that failed before the first byte and moved on to another deployment.",
+                  ["llm", "deployment", "status"])
+COOLDOWNS = Counter("mcpd_deployment_cooldowns_total", "Deployments marked cooling down after a failure.",
+                    ["llm", "deployment"])
+FALLBACKS = Counter("mcpd_fallbacks_total", "Calls passed to a fallback Llm after every deployment failed.",
+                    ["llm", "fallback"])
+DECLARED = (CALLS, DURATION, TTFT, TOKENS, AUDIT_WRITE_FAILURES, RETRIES, COOLDOWNS, FALLBACKS)
 
 
 def observe_call(fields: dict, duration: float, ttft: float | None, *, resolved: bool) -> None:

@@ -90,6 +90,10 @@ AUTH_CACHE_SECONDS = env.float("MCPD_AUTH_CACHE_SECONDS", default=5.0)
 STREAM_KEEPALIVE_SECONDS = env.float("MCPD_STREAM_KEEPALIVE_SECONDS", default=15.0)
 UPSTREAM_CONNECT_TIMEOUT = env.float("MCPD_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 UPSTREAM_READ_TIMEOUT = env.float("MCPD_UPSTREAM_READ_TIMEOUT", default=600.0)
+# Retries (llms/proxy.py, llms/routing.py): only before the first byte, each to another deployment, all
+# within this many seconds; a failed deployment is skipped everywhere for MCPD_COOLDOWN_SECONDS.
+RETRY_BUDGET_SECONDS = env.float("MCPD_RETRY_BUDGET_SECONDS", default=5.0)
+COOLDOWN_SECONDS = env.float("MCPD_COOLDOWN_SECONDS", default=30.0)
 # Limits (limits/): their counters live in the database, or in Redis when REDIS_URL is set. When the
 # counters cannot be reached, calls under a limit are refused (503) unless MCPD_LIMITS_FAIL_OPEN.
 REDIS_URL = env.str("REDIS_URL", default="")

@@ -115,11 +115,14 @@ def _no_remembered_blocks():
 @pytest.fixture(autouse=True)
 def _fresh_memos():
     """Each test starts with nothing remembered (mcpd/memo.py): primary keys repeat across tests."""
+    from llms.routing import forget_cooling
     from mcpd.memo import forget_everything
 
     forget_everything()
+    forget_cooling()
     yield
     forget_everything()
+    forget_cooling()
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,8 @@ trap 'bash tests/pg.sh stop' EXIT
 DATABASE_URL=$PG_URL MCPD_DB_POOL_SIZE=0 $PYTEST -n 2 -p no:cacheprovider \
   tests/api tests/commands tests/unit/test_foundation_*.py "$@"
 
-echo "--> limits counted in Redis (REDIS_URL), on PostgreSQL"
+echo "--> limits and cool-downs counted in Redis (REDIS_URL), on PostgreSQL"
 REDIS_URL=$(bash tests/redis.sh)
 trap 'bash tests/pg.sh stop; bash tests/redis.sh stop' EXIT
 DATABASE_URL=$PG_URL MCPD_DB_POOL_SIZE=0 REDIS_URL=$REDIS_URL $PYTEST -n 2 -p no:cacheprovider \
-  tests/api/test_limits.py tests/api/test_limits_redis.py "$@"
+  tests/api/test_limits.py tests/api/test_limits_redis.py tests/api/test_routing.py "$@"

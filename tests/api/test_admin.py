@@ -279,19 +279,16 @@ def test_a_user_with_change_cannot_grant_themselves_run_by_editing_permissions_e
 
 
 def test_admin_changes_are_audited_with_the_admins_username(admin_client, admin_user, secret):
-    response = admin_client.post("/admin/llms/llm/add/", {
-        "name": "new-one", "provider": "openai", "model": "gpt-4o", "base_url": "",
-        "api_key_secret": secret.pk, "default_max_tokens": "4096", "enabled": "on", "description": "",
-    })
+    response = admin_client.post("/admin/llms/llm/add/", llm_form(
+        Llm(name="new-one", provider="openai", model="gpt-4o", api_key_secret=secret)))
     assert response.status_code == 302, page(response)
     created = AuditEvent.objects.get(kind="llm.created", object_repr="new-one")
     assert (created.actor, created.user) == ("root", admin_user)
 
     llm = Llm.objects.get(name="new-one")
-    response = admin_client.post(f"/admin/llms/llm/{llm.pk}/change/", {
-        "name": "new-one", "provider": "openai", "model": "gpt-4.1", "base_url": "",
-        "api_key_secret": secret.pk, "default_max_tokens": "4096", "description": "",
-    })
+    unticked = llm_form(llm, model="gpt-4.1")
+    del unticked["enabled"]  # an unticked checkbox is not sent
+    response = admin_client.post(f"/admin/llms/llm/{llm.pk}/change/", unticked)
     assert response.status_code == 302, page(response)
     updated = AuditEvent.objects.filter(kind="llm.updated", object_repr="new-one").get()
     assert updated.actor == "root" and updated.detail["model"] == "gpt-4.1" and updated.detail["enabled"] is False
@@ -330,8 +327,11 @@ def editor(client, bob):
 def llm_form(llm, **changes) -> dict:
     data = {"name": llm.name, "provider": llm.provider, "model": llm.model, "base_url": llm.base_url,
             "api_key_secret": llm.api_key_secret_id or "", "default_max_tokens": llm.default_max_tokens,
-            "enabled": "on", "description": llm.description}
-    return {**data, **changes}
+            "enabled": "on", "description": llm.description, "weight": llm.weight, "max_attempts": llm.max_attempts}
+    # The deployment and fallback inlines' management forms (none of either).
+    inlines = {f"{prefix}-{field}": count for prefix in ("deployments", "fallbacks")
+               for field, count in (("TOTAL_FORMS", 0), ("INITIAL_FORMS", 0))}
+    return {**data, **inlines, **changes}
 
 
 def test_an_editor_cannot_move_a_key_bearing_llm_to_another_server(editor, llm, secret):

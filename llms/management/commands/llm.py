@@ -1,4 +1,4 @@
-"""manage.py llm add|list|grant|revoke|test — the catalogue from the command line."""
+"""manage.py llm add|list|deploy|undeploy|fallback|grant|revoke|test — the catalogue from the command line."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from decimal import Decimal, InvalidOperation
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
 from audit.recorder import Caller
 from llms import proxy
 from llms.inbound.chat import DONE
-from llms.models import Llm, Provider
+from llms.models import Deployment, Fallback, Llm, Provider
 from llms.permissions import grant_run, revoke_run
 from llms.streaming import ProxyStream
 from mcpd.commands import SubcommandCommand
@@ -40,6 +41,9 @@ class Command(SubcommandCommand):
     subcommands = {
         "add": "Add an Llm, or update it when the name exists.",
         "list": "List the catalogue.",
+        "deploy": "Add a deployment to an Llm (another base URL, secret or model that serves it).",
+        "undeploy": "Remove a deployment from an Llm (by the ID that deploy printed).",
+        "fallback": "Set the Llms tried, in order, when every deployment of an Llm fails a call.",
         "grant": "Grant run on an Llm (NAME '*' = every Llm) to a user or a group.",
         "revoke": "Revoke run on an Llm (NAME '*' = the every-Llm grant) from a user or a group.",
         "test": "Send one prompt to an Llm through mcpd and print the reply.",
@@ -98,6 +102,63 @@ class Command(SubcommandCommand):
             state = "enabled" if llm.enabled else "disabled"
             self.stdout.write(f"{llm.name}\t{llm.provider}\t{llm.model}\t{llm.shown_base_url or '-'}\t{key}\t{state}")
         self.stdout.write(f"{len(llms)} Llm(s).")
+
+    def add_deploy_arguments(self, parser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--base-url", required=True, help="including the version path")
+        parser.add_argument("--secret", default=None, help="the Secret holding its API key (default: none)")
+        parser.add_argument("--model", default="", help="the model name sent upstream (default: the Llm's)")
+        parser.add_argument("--weight", type=int, default=1, help="its share of calls (0: a standby)")
+
+    def handle_deploy(self, *, name, base_url, secret, model, weight, **_) -> None:
+        llm = self._llm(name)
+        if weight < 0:
+            self.fail("--weight: 0 or more")
+        deployment = Deployment(llm=llm, base_url=base_url, model=model, weight=weight,
+                                api_key_secret=self._secret(secret) if secret else None)
+        try:
+            deployment.full_clean()
+        except ValidationError as exc:
+            self.fail("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
+        deployment.save()
+        self.stdout.write(f"Deployed Llm '{name}' to {deployment.effective_base_url} "
+                          f"({deployment.model or llm.model}, weight {weight}) as deployment {deployment.pk}.")
+
+    def add_undeploy_arguments(self, parser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("id", type=int, help="the deployment's ID")
+
+    def handle_undeploy(self, *, name, id, **_) -> None:
+        deleted, _ = Deployment.objects.filter(llm=self._llm(name), pk=id).delete()
+        if not deleted:
+            self.fail(f"Llm '{name}' has no deployment {id} (its own base URL is changed with llm add).")
+        self.stdout.write(f"Removed deployment {id} of Llm '{name}'.")
+
+    def add_fallback_arguments(self, parser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--to", required=True, metavar="OTHER[,OTHER…]",
+                            help="the fallback Llms in order; '' for none")
+
+    def handle_fallback(self, *, name, to, **_) -> None:
+        llm = self._llm(name)
+        names = [other.strip() for other in to.split(",") if other.strip()]
+        if name in names:
+            self.fail("An Llm cannot fall back to itself.")
+        if len(set(names)) != len(names):
+            self.fail("Name each fallback once.")
+        others = [self._llm(other) for other in names]
+        with transaction.atomic():
+            llm.fallbacks.all().delete()
+            for position, other in enumerate(others):
+                Fallback.objects.create(llm=llm, to=other, position=position)
+        self.stdout.write(f"Llm '{name}' falls back to {', '.join(names)}." if names
+                          else f"Llm '{name}' has no fallback.")
+
+    def _llm(self, name: str) -> Llm:
+        llm = Llm.objects.filter(name=name).first()
+        if llm is None:
+            self.fail(f"No Llm named '{name}'.")
+        return llm
 
     def _add_grant_arguments(self, parser) -> None:
         parser.add_argument("name", help="the Llm's name, or '*' for every Llm")
