@@ -1,4 +1,5 @@
-"""Inference audit rows written in batches by one writer per server process, after replies have gone out.
+"""Inference audit rows written in batches by one writer per server process, after replies have gone out
+(with what finished calls add to their tokens' last use and to their limits' windows).
 
 A request hands its finished row to submit() and is done: under load the writer takes whatever has
 queued since its last write and inserts it with one multi-row INSERT, in one transaction, on a
@@ -51,6 +52,7 @@ class AuditWriter:
         self._write = write or insert_rows
         self._pending: deque[dict[str, Any]] = deque()
         self._touched: dict[int, datetime] = {}  # token id -> when it was last used
+        self._deltas: dict[str, int] = {}  # limit window -> what settled calls add to it (limits.admission)
         self._wake = threading.Event()
         self._stop_requested = threading.Event()  # ends a pause early
         self._stopping = False
@@ -80,6 +82,12 @@ class AuditWriter:
         self._touched[token_id] = when
         self._wake.set()
 
+    def settle(self, deltas: dict[str, int]) -> None:
+        """Add to limit windows (settled reservations): summed per window, written with the next batch."""
+        for key, delta in deltas.items():
+            self._deltas[key] = self._deltas.get(key, 0) + delta
+        self._wake.set()
+
     def stop(self, deadline: float = STOP_DEADLINE) -> None:
         """Write everything queued (trying for up to `deadline` seconds), then stop."""
         self._stopping = True
@@ -89,6 +97,7 @@ class AuditWriter:
             self._thread.join(deadline)
         self._thread = None
         self._drain(time.monotonic() + 1.0)  # what the thread could not write before its deadline
+        self._write_settlements()
         for row in self._take(len(self._pending)):
             lost(row, "the server stopped before the database accepted it")
 
@@ -116,6 +125,7 @@ class AuditWriter:
             last_write = time.monotonic()
             self._drain(end)
             self._write_touches()
+            self._write_settlements()
             if self._stopping:
                 return
 
@@ -153,6 +163,15 @@ class AuditWriter:
             off_the_hub(update_last_used, touched)
         except Exception:  # a last-used time is a convenience: logged, not retried
             log.exception("could not record the last use of %d API tokens", len(touched))
+
+
+    def _write_settlements(self) -> None:
+        if not self._deltas:
+            return
+        deltas, self._deltas = self._deltas, {}
+        from limits.admission import adjust
+
+        adjust(deltas)
 
 
 def off_the_hub(write: Callable[..., T], *args: Any) -> T:

@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 
+from audit import writer
 from limits.models import Limit, Period
 from limits.store import Charge, Claim, CounterStore, DatabaseStore, StoreUnavailable, Taken
 from mcpd import wirejson
@@ -69,16 +70,30 @@ class Admission:
     headers: dict[str, str] = field(default_factory=dict)
 
     def settle(self, fields: dict[str, Any]) -> None:
-        """Settle the reservations to the call's audit fields (its tokens and cost); give back its slots."""
-        deltas = {key: _actual(kind, fields, estimate) - estimate for key, (kind, estimate) in self.estimates.items()}
-        try:
-            if any(deltas.values()):
-                counters().adjust(deltas)
-            if self.claimed:
+        """Give back the call's slots now; settle its reservations to its audit fields (its tokens and
+        cost): with the audit writer's next batch, summed with other calls' per window, where a writer
+        runs (the windows are behind by at most its interval, 0.1 s), else now."""
+        if self.claimed:
+            try:
                 counters().release(self.call_id)
-        except StoreUnavailable as exc:
-            # The reservation stays counted (an over-count until its window ends); a slot lapses with its lease.
-            log.warning("could not settle the limits of call %s: %s", self.call_id, exc)
+            except StoreUnavailable as exc:  # the slot lapses with its lease
+                log.warning("could not give back the slots of call %s: %s", self.call_id, exc)
+        deltas = {key: _actual(kind, fields, estimate) - estimate for key, (kind, estimate) in self.estimates.items()}
+        if not any(deltas.values()):
+            return
+        if writer.running():
+            writer.WRITER.settle(deltas)
+        else:
+            adjust(deltas)
+
+
+def adjust(deltas: dict[str, int]) -> None:
+    """Add the deltas to their windows; when the store cannot be reached, the reservations stay counted
+    (an over-count until their windows end)."""
+    try:
+        counters().adjust(deltas)
+    except StoreUnavailable as exc:
+        log.warning("could not settle %d limit windows: %s", len(deltas), exc)
 
 
 def admit(user: Any, token_sha: str, llm: Any, body: dict[str, Any]) -> Admission | None:

@@ -108,3 +108,38 @@ def test_inference_calls_go_through_the_running_writer(alice, client_for, upstre
     finally:
         writer.stop()
     assert [r.outcome for r in rows()] == ["ok"] * 3
+
+
+def test_calls_settle_their_limits_with_the_writers_batches(alice, client_for, upstream_llm, fake_upstream,
+                                                            monkeypatch):
+    """A running writer sums what finished calls add to a window and writes it once per batch."""
+    from limits import admission
+    from limits.models import Limit
+
+    limit = Limit.objects.create(user=alice, tokens_per_minute=10**6)
+    adjusted: list[dict] = []
+    store = admission.counters()
+    real = store.adjust
+    monkeypatch.setattr(store, "adjust", lambda deltas: (adjusted.append(dict(deltas)), real(deltas)))
+    gate = threading.Event()
+
+    def write(batch):
+        gate.wait(5)  # the calls end while the writer waits on its first batch
+        insert_rows(batch)
+
+    writer = AuditWriter(write)
+    monkeypatch.setattr(writer_module, "WRITER", writer)
+    writer.start()
+    try:
+        client = client_for(alice)
+        for _ in range(3):
+            assert infer(client, {**CHAT, "max_tokens": 100}).status_code == 200
+        gate.set()
+        wait_for(lambda: len(rows()) == 3 and adjusted)
+    finally:
+        writer.stop()
+    [window] = adjusted[0]
+    assert window.startswith(f"tpm:{limit.pk}:") and len(adjusted) == 1  # three calls, one adjustment
+    from tests.api.counters import counts_of
+
+    assert counts_of(store).value(f"tpm:{limit.pk}:") == 3 * 15  # each call's real 15 tokens
