@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import Server, running_server
-from tests.fakes.upstream import FakeUpstream, openai_stream_frames, sse_reply
+from tests.fakes.upstream import FakeUpstream, json_reply, openai_stream_frames, sse_reply
 
 pytestmark = pytest.mark.xdist_group("e2e-scale")  # the small PostgreSQL of tests/e2e/test_scale.py
 
@@ -175,3 +175,23 @@ def test_ten_concurrent_calls_across_two_servers_hold_under_100_simultaneous_str
     assert Counter(answer.status_code for answer in calls(fleet, token, "streams", 10, threads=10)) == {200: 10}
 
 
+
+
+def test_a_deployment_that_failed_is_skipped_by_every_server_until_its_cool_down_ends(fleet, fake):
+    """gpt's first deployment (weight 1000) answers 503 and cools down; within a second every worker of
+    both servers has read that and sends its calls to the other deployment only."""
+    with FakeUpstream() as failing:
+        failing.reply(*[json_reply({"error": {"message": "overloaded"}}, status=503) for _ in range(100)])
+        script = SET_UP.format(base_url=f"{failing.url}/v1", user="cooling", limit="requests_per_minute=10**6",
+                               price="0") + (f"Deployment.objects.create(llm=llm, base_url={fake.url + '/v1'!r})\n"
+                                             "llm.weight = 1000; llm.save()\n")
+        script = script.replace("from llms.models import Llm", "from llms.models import Deployment, Llm")
+        out = fleet[0].manage("shell", "-c", script).strip().splitlines()
+        token = out[-1]
+        assert Counter(answer.status_code for answer in calls(fleet, token, "cooling", 4, threads=1)) == {200: 4}
+        tried = len(failing.requests)
+        assert tried >= 1  # the first call went there, failed, and moved on
+        time.sleep(1.2)  # each process reads the marks at most once a second
+        answers = calls(fleet, token, "cooling", 40, threads=8)
+        assert Counter(answer.status_code for answer in answers) == {200: 40}
+        assert len(failing.requests) == tried  # skipped everywhere while cooling down
