@@ -34,6 +34,8 @@ graceful_timeout = int(os.environ.get("MCPD_GRACEFUL_TIMEOUT", "60"))
 keepalive = int(os.environ.get("MCPD_KEEPALIVE", "5"))
 accesslog = os.environ.get("MCPD_ACCESS_LOG", "-")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
+if os.environ.get("MCPD_LOG_FORMAT") == "json":  # every line one JSON object, gunicorn's own too
+    logger_class = "mcpd.gunicorn_logger.JsonLogger"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # Prometheus: each worker writes its samples to this directory; /metrics sums them (mcpd/metrics.py).

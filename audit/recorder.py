@@ -16,7 +16,9 @@ from audit import writer
 from audit.context import current_actor
 from audit.models import INFERENCE, AuditEvent, Outcome
 from llms.pricing import Prices, cost_of
+from mcpd.logs import log_call
 from mcpd.metrics import AUDIT_WRITE_FAILURES, observe_call
+from mcpd.tracing import record_call as record_span
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,11 @@ class CallRecord:
                 told(self.fields)
             except Exception:
                 log.exception("after inference request %s", self.fields.get("request_id"))
+        try:
+            log_call(self.fields)
+            record_span(self.fields, duration, ttft)
+        except Exception:
+            log.exception("logging or tracing inference request %s", self.fields.get("request_id"))
         try:
             observe_call(self.fields, duration, ttft, resolved=self.llm_resolved)
             row = fit_columns(self.fields)

@@ -30,6 +30,7 @@ from limits.store import Charge, Claim, CounterStore, DatabaseStore, StoreUnavai
 from mcpd import wirejson
 from mcpd.errors import ApiError, RateLimited
 from mcpd.memo import TtlMemo
+from mcpd.metrics import LIMIT_REFUSALS
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +114,13 @@ def admit(user: Any, token_sha: str, llm: Any, body: dict[str, Any]) -> Admissio
             log.error("limits not enforced (MCPD_LIMITS_FAIL_OPEN): %s", exc)
             return None
         log.error("call refused: %s", exc)
+        LIMIT_REFUSALS.labels("limits_unavailable").inc()
         raise LimitsUnavailable("mcpd cannot check its limits right now; try again shortly.",
                                 retry_after="1", detail=str(exc)) from None
     if taken.refused is not None:
-        raise _refusal(taken.refused, rules, at)
+        refusal = _refusal(taken.refused, rules, at)
+        LIMIT_REFUSALS.labels(refusal.code).inc()
+        raise refusal
     return Admission(call_id, estimates, bool(claims), _headers(charges, taken, at))
 
 

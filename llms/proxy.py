@@ -47,7 +47,7 @@ from mcpd.errors import (
     UpstreamError,
 )
 from mcpd.memo import TtlMemo
-from mcpd.metrics import COOLDOWNS, FALLBACKS, RETRIES
+from mcpd.metrics import COOLDOWNS, FALLBACKS, RETRIES, STREAMS_OPEN
 from secrets_app.backends import SecretUnavailable, resolve
 
 log = logging.getLogger(__name__)
@@ -396,4 +396,11 @@ def _open_stream(upstream: transport.UpstreamResponse, record: CallRecord, scrub
         if upstream.status >= 300:
             raise to_error(upstream.status, payload, upstream.retry_after)
         raise bad_response(upstream.provider, "no event stream in answer to a streaming request")
-    return ProxyStream(upstream, relay, record, scrub, keepalive=settings.STREAM_KEEPALIVE_SECONDS)
+    stream = ProxyStream(upstream, relay, record, scrub, keepalive=settings.STREAM_KEEPALIVE_SECONDS)
+    STREAMS_OPEN.inc()
+    record.on_finish.append(_stream_closed)  # the record is finished once, as the stream closes
+    return stream
+
+
+def _stream_closed(fields: dict[str, Any]) -> None:
+    STREAMS_OPEN.dec()

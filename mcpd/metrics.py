@@ -17,6 +17,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -45,7 +46,11 @@ COOLDOWNS = Counter("mcpd_deployment_cooldowns_total", "Deployments marked cooli
                     ["llm", "deployment"])
 FALLBACKS = Counter("mcpd_fallbacks_total", "Calls passed to a fallback Llm after every deployment failed.",
                     ["llm", "fallback"])
-DECLARED = (CALLS, DURATION, TTFT, TOKENS, AUDIT_WRITE_FAILURES, RETRIES, COOLDOWNS, FALLBACKS)
+LIMIT_REFUSALS = Counter("mcpd_limit_refusals_total", "Calls refused by mcpd's own limits, by code.", ["code"])
+# livesum: the open streams of the host's live workers (a dead worker's are not counted).
+STREAMS_OPEN = Gauge("mcpd_streams_open", "Streams being relayed to clients now.", multiprocess_mode="livesum")
+DECLARED = (CALLS, DURATION, TTFT, TOKENS, AUDIT_WRITE_FAILURES, RETRIES, COOLDOWNS, FALLBACKS, LIMIT_REFUSALS,
+            STREAMS_OPEN)
 
 
 def observe_call(fields: dict, duration: float, ttft: float | None, *, resolved: bool) -> None:

@@ -265,11 +265,18 @@ try:
 except ValueError as exc:
     raise ImproperlyConfigured(f"MCPD_METRICS_ALLOW: {exc}") from None
 
+LOG_FORMAT = env.str("MCPD_LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("MCPD_LOG_FORMAT is plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+                   "json": {"()": "mcpd.logs.JsonFormatter"}},
+    # MCPD_LOG_FORMAT=json: one JSON object per line (mcpd/logs.py), for a log shipper.
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("MCPD_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # mcpd.calls: one line per inference call; MCPD_CALL_LOG=false leaves them out.
+    "loggers": {"django.request": {"level": "ERROR"},
+                "mcpd.calls": {"level": "INFO" if env.bool("MCPD_CALL_LOG", default=True) else "WARNING"}},
 }
