@@ -407,6 +407,21 @@ def test_audit_prune_deletes_old_rows_and_keeps_new_ones(db):
     assert event("audit.pruned").actor == "manage.py audit prune"
 
 
+def test_audit_prune_deletes_in_batches_oldest_first_and_tells_its_progress(db, monkeypatch):
+    from audit.management.commands import audit as audit_command
+
+    monkeypatch.setattr(audit_command, "PRUNE_BATCH", 4)
+    AuditEvent.objects.bulk_create([AuditEvent(kind="llm_inference_call", llm_name=f"old-{i}") for i in range(10)])
+    AuditEvent.objects.update(created_at=timezone.now() - timedelta(days=40))
+    kept = AuditEvent.objects.create(kind="llm_inference_call", llm_name="new")
+    printed = run("audit", "prune", "--older-than-days", "30")
+    assert [line for line in printed.splitlines() if line.startswith("deleted ")] == [
+        "deleted 4 of 10 audit events (40%)", "deleted 8 of 10 audit events (80%)",
+        "deleted 10 of 10 audit events (100%)"]
+    assert "Deleted 10 audit event(s)" in printed
+    assert list(AuditEvent.objects.filter(kind="llm_inference_call")) == [kept]
+
+
 def test_audit_prune_refuses_less_than_a_day(db):
     AuditEvent.objects.create(kind="llm_inference_call")
     refused("audit", "prune", "--older-than-days", "0", match="at least 1")
