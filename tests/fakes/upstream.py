@@ -61,7 +61,7 @@ class SseReply:
     drop_after: int | None = None
 
 
-Reply = JsonReply | RawReply | SseReply
+Reply = JsonReply | RawReply | SseReply  # or a reply with play(handler): the faults of tests/fakes/faults.py
 
 
 def json_reply(body: Any, status: int = 200, headers: Mapping[str, str] | None = None, delay: float = 0.0) -> JsonReply:
@@ -331,6 +331,7 @@ class FakeUpstream:
         self.stream_completed = threading.Event()  # the stream was sent to its terminating chunk
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
+        self._replying = 0
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -380,6 +381,22 @@ class FakeUpstream:
         self.vault_delay = 0.0
         self.stream_aborted.clear()
         self.stream_completed.clear()
+
+    @property
+    def replying(self) -> int:
+        """Replies being written (or held back) right now: 0 once every client has its answer or left."""
+        with self._lock:
+            return self._replying
+
+    @property
+    def connections(self) -> int:
+        """Client connections open now (busy, or kept alive for their next request)."""
+        httpd = self._httpd
+        return len(httpd._conns) if httpd is not None else 0
+
+    def _replies(self, step: int) -> None:
+        with self._lock:
+            self._replying += step
 
     def _record(self, rec: Recorded) -> Reply | None:
         if self.on_request is not None:
@@ -459,10 +476,13 @@ class _Handler(BaseHTTPRequestHandler):
         rec = Recorded(self.command, self.path, Headers(list(self.headers.items())), body,
                        (str(self.client_address[0]), int(self.client_address[1])))
         scripted = self.fake._record(rec)
+        self.fake._replies(+1)
         try:
             self._send(scripted if scripted is not None else self._default(rec))
         except (ConnectionError, TimeoutError):
             self.close_connection = True
+        finally:
+            self.fake._replies(-1)
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -540,6 +560,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _send(self, reply: Reply) -> None:
+        if hasattr(reply, "play"):
+            reply.play(self)
+            return
         if isinstance(reply, SseReply):
             self._stream(reply)
             return
