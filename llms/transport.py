@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
@@ -77,21 +78,33 @@ SESSION = _new_session()
 
 
 class UpstreamResponse:
-    """An open provider response: its status, then its JSON or its SSE events; close() drops it."""
+    """An open provider response: its status, then its JSON or its SSE events; close() drops it.
 
-    def __init__(self, response: requests.Response, provider: str):
+    A whole body (a reply, an error's) is read as it arrives, up to MCPD_UPSTREAM_MAX_BODY_BYTES, and must
+    have arrived by `deadline` (the request's read timeout); a stream has the read timeout per read.
+    """
+
+    def __init__(self, response: requests.Response, provider: str, deadline: float | None = None):
         self._response = response
         self.provider = provider
         self.status = response.status_code
         self.retry_after = safe_retry_after(response.headers.get("Retry-After"))
+        self._deadline = deadline
 
     @property
     def is_event_stream(self) -> bool:
         return self._response.headers.get("Content-Type", "").startswith("text/event-stream")
 
     def body(self, redact: Callable[[bytes], bytes] | None = None) -> bytes:
-        """The whole body (`redact` applied to it)."""
-        raw = self._read_all(limit=None)
+        """The whole body (`redact` applied to it); one larger than MCPD_UPSTREAM_MAX_BODY_BYTES is a 502."""
+        limit = settings.UPSTREAM_MAX_BODY_BYTES
+        declared = self._response.headers.get("Content-Length", "")
+        too_large = bad_response(self.provider, f"a reply larger than mcpd accepts ({limit} bytes)")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large  # not read at all
+        raw = self._read_all(limit + 1)
+        if len(raw) > limit:
+            raise too_large
         return redact(raw) if redact else raw
 
     def parse(self, raw: bytes) -> Any:
@@ -104,7 +117,7 @@ class UpstreamResponse:
     def error_payload(self) -> Any:
         """The body of an error reply: JSON when it parses, else its text (bounded), else None."""
         try:
-            raw = self._read_all(limit=MAX_ERROR_BODY)
+            raw = self._read_all(MAX_ERROR_BODY)
         except ApiError:
             return None
         try:
@@ -151,16 +164,25 @@ class UpstreamResponse:
                 return
             yield data
 
-    def _read_all(self, limit: int | None) -> bytes:
+    def _read_all(self, limit: int) -> bytes:
+        """The body up to `limit` bytes (decoded), read as it arrives, by the deadline."""
+        parts, size = [], 0
         try:
-            if limit is None:
-                return self._response.content
-            return self._response.raw.read(limit, decode_content=True) or b""
+            while size < limit:
+                data = self._response.raw.read1(min(READ_SIZE, limit - size), decode_content=True)
+                if not data:
+                    break
+                parts.append(data)
+                size += len(data)
+                if self._deadline is not None and time.monotonic() > self._deadline:
+                    raise Timeout(f"The {self.provider} provider did not send its whole reply within the read "
+                                  "timeout.", code=UPSTREAM_TIMEOUT)
         except (requests.RequestException, Urllib3Error, OSError) as exc:
             if _is_timeout(exc):
                 raise Timeout(f"The {self.provider} provider stopped sending within the read timeout.",
                               code=UPSTREAM_TIMEOUT) from None
             raise bad_response(self.provider, "an incomplete reply (the connection dropped)") from None
+        return b"".join(parts)
 
 
 def _is_timeout(exc: BaseException) -> bool:
@@ -173,6 +195,9 @@ def _is_timeout(exc: BaseException) -> bool:
 def post(request: UpstreamRequest, *, stream: bool, provider: str) -> UpstreamResponse:
     """Send the request; the response's headers have arrived when this returns (its body may not have)."""
     timeout = (settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT)
+    # A whole reply must be in by then (a stream has the read timeout per read instead): a provider that
+    # trickles its body would otherwise hold the call for as long as it likes.
+    deadline = time.monotonic() + settings.UPSTREAM_READ_TIMEOUT
     try:
         # A redirect is never followed: requests would re-send x-api-key to whatever host Location
         # names, and turn the call into a GET of any URL. The 3xx itself becomes a 502.
@@ -186,4 +211,4 @@ def post(request: UpstreamRequest, *, stream: bool, provider: str) -> UpstreamRe
         raise UpstreamError(f"The {provider} base URL is not valid.", code=UPSTREAM_UNREACHABLE) from None
     except (requests.RequestException, Urllib3Error, OSError):
         raise UpstreamError(f"The {provider} provider is unreachable.", code=UPSTREAM_UNREACHABLE) from None
-    return UpstreamResponse(response, provider)
+    return UpstreamResponse(response, provider, deadline)

@@ -6,7 +6,9 @@ on the socket:
 - ``reset_reply``: a status line, part of a body, then a TCP reset (RST: SO_LINGER 0, then close), where
   ``sse_reply(drop_after=)`` ends with an orderly close (FIN); ``reset_reply()`` alone resets before a byte.
 - ``hang_reply``: the request is read, then nothing at all is sent, not even a status line.
+- ``stall_reply``: a status line and part of a body, then silence (``sse_reply(hang_after=)`` for streams).
 - ``trickle_reply``: a body written one byte at a time (one HTTP chunk per byte when chunked).
+- ``paced_reply``: a body in pieces with pauses between them: slow, but never silent for long.
 - ``huge_reply``: a body of ``size`` bytes generated as it is written (never held in memory): a valid
   chat.completion prefix and filler, declared by Content-Length or chunked, gzip-encoded if asked.
 - ``HTML_ERROR_PAGE``, ``NOT_JSON``: bodies for ``raw_reply`` (a proxy's error page, garbage as JSON).
@@ -39,8 +41,8 @@ class WireReply:
 
     ``pieces`` makes the body's pieces (called once per reply, so that a huge body is generated as it is
     written); ``chunked``: one HTTP chunk per piece (per byte when trickling), else Content-Length
-    ``length`` (the pieces' total when None). ``end``: "complete", "reset" (RST instead of the rest)
-    or "fin" (an orderly close instead of the rest).
+    ``length`` (the pieces' total when None). ``end``: "complete", "reset" (RST instead of the rest),
+    "fin" (an orderly close instead of the rest) or "hang" (silence for FakeUpstream.hang_seconds, then FIN).
     """
 
     pieces: Callable[[], Iterable[bytes]]
@@ -50,6 +52,7 @@ class WireReply:
     chunked: bool = False
     length: int | None = None
     trickle: float | None = None  # seconds between bytes: one byte per write
+    interval: float = 0.0  # seconds between pieces
     end: str = "complete"
     head: bool = True  # False: no status line at all
     silence: float | None = None  # seconds of nothing first (None: FakeUpstream.hang_seconds)
@@ -69,7 +72,9 @@ class WireReply:
                                              sum(map(len, self.pieces())))
         handler._head(self.status, defaults, self.headers)
         try:
-            for piece in self.pieces():
+            for n, piece in enumerate(self.pieces()):
+                if n and self.interval:
+                    time.sleep(self.interval)
                 for part in _bytes_of(piece) if self.trickle is not None else (piece,):
                     if not part:
                         continue
@@ -80,6 +85,8 @@ class WireReply:
                 if self.chunked:
                     handler.wfile.write(b"0\r\n\r\n")
                 return
+            if self.end == "hang":
+                handler._pause(handler.hang_seconds)
         except OSError:  # the client went away
             handler.close_connection = True
             return
@@ -121,6 +128,20 @@ def hang_reply(seconds: float | None = None) -> WireReply:
     """Read the request, then send nothing for ``seconds`` (FakeUpstream.hang_seconds by default, cut
     short by stop() or the client leaving), then close."""
     return WireReply(lambda: (), head=False, silence=seconds, end="fin")
+
+
+def stall_reply(pieces: Iterable[str | bytes], *, length: int, status: int = 200,
+                content_type: str = "application/json") -> WireReply:
+    """The first part of a ``length``-byte body, then nothing (until the client leaves)."""
+    parts = _encoded(pieces)
+    return WireReply(lambda: parts, status, content_type, {}, False, length, end="hang")
+
+
+def paced_reply(pieces: Iterable[str | bytes], *, interval: float, status: int = 200,
+                content_type: str = "application/json") -> WireReply:
+    """A body of a declared length in pieces, ``interval`` seconds apart (``sse_reply(interval=)`` for streams)."""
+    parts = _encoded(pieces)
+    return WireReply(lambda: parts, status, content_type, {}, False, interval=interval)
 
 
 def trickle_reply(pieces: Iterable[str | bytes], *, pause: float = 0.0005, status: int = 200,
