@@ -11,7 +11,6 @@ from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
-import sseclient
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
@@ -21,6 +20,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from llms.adapters.base import SseEvent, UpstreamRequest
 from llms.adapters.errors import bad_response
+from llms.sse import EventSplitter, EventTooLarge, parse_event
 from mcpd import wirejson
 from mcpd.errors import (
     UPSTREAM_STREAM_INCOMPLETE,
@@ -81,7 +81,8 @@ class UpstreamResponse:
     """An open provider response: its status, then its JSON or its SSE events; close() drops it.
 
     A whole body (a reply, an error's) is read as it arrives, up to MCPD_UPSTREAM_MAX_BODY_BYTES, and must
-    have arrived by `deadline` (the request's read timeout); a stream has the read timeout per read.
+    have arrived by `deadline` (the request's read timeout); a stream has the read timeout per read, and
+    MCPD_UPSTREAM_MAX_BODY_BYTES per event.
     """
 
     def __init__(self, response: requests.Response, provider: str, deadline: float | None = None):
@@ -128,18 +129,43 @@ class UpstreamResponse:
     def events(self) -> Iterator[SseEvent]:
         """The provider's server-sent events, each as soon as it is complete."""
         with self._reading_a_stream():
-            for event in sseclient.SSEClient(self._raw_chunks()).events():
-                yield SseEvent(event=event.event, data=event.data)
+            for block in self._event_blocks():
+                try:
+                    event = parse_event(block)
+                except UnicodeDecodeError:
+                    raise bad_response(self.provider, "a stream event that is not UTF-8") from None
+                if event is not None:
+                    yield SseEvent(event=event[0], data=event[1])
 
     def chunks(self) -> Iterator[bytes]:
-        """The body's bytes as they arrive, for a passthrough that relays them as they are."""
+        """The body's bytes as they arrive, whole events at a time (never half of one: a failure's own
+        event may follow), for a passthrough that relays them as they came."""
         with self._reading_a_stream():
-            yield from self._raw_chunks()
+            splitter = self._splitter()
+            for data in self._raw_chunks():
+                done, _ = splitter.split(data)
+                if done:
+                    yield done
+            if rest := splitter.rest():  # the last event without its blank line: it ends here
+                yield rest + b"\n\n"
+
+    def _event_blocks(self) -> Iterator[bytes]:
+        splitter = self._splitter()
+        for data in self._raw_chunks():
+            yield from splitter.split(data)[1]
+        if rest := splitter.rest():
+            yield rest
+
+    def _splitter(self) -> EventSplitter:
+        return EventSplitter(limit=settings.UPSTREAM_MAX_BODY_BYTES)
 
     @contextlib.contextmanager
     def _reading_a_stream(self) -> Iterator[None]:
         try:
             yield
+        except EventTooLarge:
+            raise bad_response(self.provider, f"a stream event larger than mcpd accepts "
+                                              f"({settings.UPSTREAM_MAX_BODY_BYTES} bytes)") from None
         except (requests.RequestException, Urllib3Error, OSError) as exc:
             if _is_timeout(exc):
                 raise Timeout(f"The {self.provider} provider sent nothing within the read timeout.",
@@ -159,7 +185,9 @@ class UpstreamResponse:
     def _raw_chunks(self) -> Iterator[bytes]:
         raw = self._response.raw
         while True:
-            data = raw.read1(READ_SIZE)  # whatever has arrived: never wait to fill a buffer
+            # Whatever has arrived, never waiting to fill a buffer; decoded as the provider encoded it
+            # (requests asks for gzip and deflate, and leaves the decoding to whoever reads .raw).
+            data = raw.read1(READ_SIZE, decode_content=True)
             if not data:
                 return
             yield data
