@@ -103,9 +103,7 @@ class UpstreamResponse:
         too_large = bad_response(self.provider, f"a reply larger than mcpd accepts ({limit} bytes)")
         if declared.isdigit() and int(declared) > limit:
             raise too_large  # not read at all
-        raw = self._read_all(limit + 1)
-        if len(raw) > limit:
-            raise too_large
+        raw = self._read_all(limit, too_large=too_large)
         return redact(raw) if redact else raw
 
     def parse(self, raw: bytes) -> Any:
@@ -118,7 +116,7 @@ class UpstreamResponse:
     def error_payload(self) -> Any:
         """The body of an error reply: JSON when it parses, else its text (bounded), else None."""
         try:
-            raw = self._read_all(MAX_ERROR_BODY)
+            raw = self._read_all(MAX_ERROR_BODY, too_large=None)
         except ApiError:
             return None
         try:
@@ -192,16 +190,22 @@ class UpstreamResponse:
                 return
             yield data
 
-    def _read_all(self, limit: int) -> bytes:
-        """The body up to `limit` bytes (decoded), read as it arrives, by the deadline."""
+    def _read_all(self, limit: int, too_large: ApiError | None) -> bytes:
+        """The body (decoded), read as it arrives, by the deadline: up to `limit` bytes, or `too_large` raised
+        for a longer one (None: its first `limit` bytes)."""
         parts, size = [], 0
         try:
-            while size < limit:
-                data = self._response.raw.read1(min(READ_SIZE, limit - size), decode_content=True)
+            while size <= limit:
+                data = self._response.raw.read1(min(READ_SIZE, limit + 1 - size), decode_content=True)
                 if not data:
                     break
-                parts.append(data)
                 size += len(data)
+                if size > limit:
+                    if too_large is not None:
+                        raise too_large
+                    parts.append(data[:len(data) - (size - limit)])  # the first `limit` bytes
+                    break
+                parts.append(data)
                 if self._deadline is not None and time.monotonic() > self._deadline:
                     raise Timeout(f"The {self.provider} provider did not send its whole reply within the read "
                                   "timeout.", code=UPSTREAM_TIMEOUT)

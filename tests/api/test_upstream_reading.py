@@ -6,10 +6,12 @@ same limit. Every fault on every route, through the production server: tests/e2e
 from __future__ import annotations
 
 import json
+import tracemalloc
 import zlib
 
 import pytest
 
+from mcpd.errors import UpstreamError
 from tests.api.calls import CHAT, error_of, infer, rows, sse_body
 from tests.fakes.faults import SSE, WireReply, huge_reply, paced_reply, reset_reply
 from tests.fakes.upstream import anthropic_stream_frames, json_reply, openai_stream_frames
@@ -44,6 +46,26 @@ def test_a_reply_over_the_limit_is_a_502_however_it_comes(alice, client_for, ups
     assert response.status_code == 502 and error_of(response)["code"] == "upstream_bad_response"
     assert "larger than mcpd accepts" in error_of(response)["message"]
     assert [(r.status, r.outcome) for r in rows()] == [(502, "error")]
+
+
+@pytest.mark.parametrize("how", [{"chunked": True}, {"gzip": True}])
+def test_a_reply_over_the_limit_costs_the_limit_not_the_reply(upstream_llm, fake_upstream, settings, how):
+    from llms import transport
+    from llms.adapters.base import UpstreamRequest
+
+    settings.UPSTREAM_MAX_BODY_BYTES = 1024 * 1024
+    fake_upstream.reply(huge_reply(32 * 1024 * 1024, **how))
+    upstream = transport.post(UpstreamRequest(url=upstream_llm.base_url + "/chat/completions", headers={}, json={}),
+                              stream=False, provider="openai")
+    tracemalloc.start()
+    try:
+        with pytest.raises(UpstreamError, match="larger than mcpd accepts"):
+            upstream.body()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        upstream.close()
+    assert peak < 1.5 * 1024 * 1024  # the limit and one read (the fake's writing counts too)
 
 
 def test_a_reply_of_exactly_the_limit_is_read(alice, client_for, upstream_llm, fake_upstream, settings):
