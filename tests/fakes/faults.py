@@ -17,6 +17,7 @@ on the socket:
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import struct
 import time
@@ -33,6 +34,7 @@ HTML_ERROR_PAGE = (b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title>
                    b"Gateway</h1></center><hr><center>nginx</center></body></html>\n")
 NOT_JSON = b"\x00\xff\xfe garbage {\"choices\": [ \x89PNG\r\n\x1a\n"
 _WRITE = 64 * 1024
+_MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -168,13 +170,28 @@ def huge_reply(size: int = 60 * 1024 * 1024, *, prefix: bytes = HUGE_PREFIX, chu
             yield block[:left]
             left -= _WRITE
 
-    def gzipped() -> Iterator[bytes]:
-        encoder = zlib.compressobj(9, zlib.DEFLATED, 31)
-        for piece in plain():
-            if out := encoder.compress(piece):
-                yield out
-        yield encoder.flush()
-
     headers = {"Content-Encoding": "gzip"} if gzip else {}
-    return WireReply(gzipped if gzip else plain, status, content_type, headers, chunked or gzip,
-                     None if chunked or gzip else size)
+    pieces = (lambda: _gzipped(prefix, size)) if gzip else plain
+    return WireReply(pieces, status, content_type, headers, chunked or gzip, None if chunked or gzip else size)
+
+
+def _gzipped(prefix: bytes, size: int) -> Iterator[bytes]:
+    """huge_reply's body gzip-encoded, as gzip members one after another (one decoder reads them as one
+    body): the prefix, then the filler a mebibyte per member, compressed once and kept."""
+    yield _gzip(prefix)
+    left = size - len(prefix)
+    while left >= _MIB:
+        yield _filler_member()
+        left -= _MIB
+    if left > 0:
+        yield _gzip(b"x" * left)
+
+
+def _gzip(data: bytes) -> bytes:
+    encoder = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return encoder.compress(data) + encoder.flush()
+
+
+@functools.cache
+def _filler_member() -> bytes:
+    return _gzip(b"x" * _MIB)

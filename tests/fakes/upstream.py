@@ -330,6 +330,7 @@ class FakeUpstream:
         self.stream_aborted = threading.Event()  # the client went away before the stream script finished
         self.stream_completed = threading.Event()  # the stream was sent to its terminating chunk
         self._queue: deque[Reply] = deque()
+        self._marked: dict[bytes, Reply] = {}
         self._lock = threading.Lock()
         self._replying = 0
         self._stopping = threading.Event()
@@ -370,11 +371,18 @@ class FakeUpstream:
         with self._lock:
             self._queue.extend(replies)
 
+    def reply_when(self, marker: str, reply: Reply) -> None:
+        """Reply so to the next POST whose body holds `marker` (before the queue): for calls made at the
+        same time, whose requests arrive in any order."""
+        with self._lock:
+            self._marked[marker.encode()] = reply
+
     def reset(self) -> None:
         """Forget recorded requests, queued replies, vault contents and stream events."""
         with self._lock:
             self.requests.clear()
             self._queue.clear()
+            self._marked.clear()
         self.vault.clear()
         self.vault_token = "test-vault-token"
         self.vault_redirect = None
@@ -403,11 +411,17 @@ class FakeUpstream:
             self.on_request(rec)
         with self._lock:
             self.requests.append(rec)
-            return self._queue.popleft() if rec.method == "POST" and self._queue else None
+            if rec.method != "POST":
+                return None
+            marker = next((m for m in self._marked if m in rec.body), None)
+            if marker is not None:
+                return self._marked.pop(marker)
+            return self._queue.popleft() if self._queue else None
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog: calls made many at once are not kept waiting for a SYN retry
     block_on_close = False  # we join our own handler threads, with a timeout, in stop()
 
     def __init__(self, address: tuple[str, int], handler: type[_Handler], fake: FakeUpstream) -> None:

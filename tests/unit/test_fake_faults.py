@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.fakes.faults import SSE, hang_reply, huge_reply, reset_reply, trickle_reply
-from tests.fakes.upstream import FakeUpstream, openai_stream_frames
+from tests.fakes.upstream import FakeUpstream, json_reply, openai_stream_frames
 from tests.waiting import wait_for
 
 pytest_plugins = ["tests.fakes.fixtures"]
@@ -93,3 +93,13 @@ def test_replying_counts_replies_in_progress(fake_upstream: FakeUpstream) -> Non
     assert fake_upstream.connections == 1
     sock.close()
     wait_for(lambda: fake_upstream.replying == 0 and fake_upstream.connections == 0, timeout=2)
+
+
+def test_marked_replies_go_to_the_request_that_names_them(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply_when("call-b", reset_reply())
+    fake_upstream.reply_when("call-a", json_reply({"for": "a"}))
+    fake_upstream.reply(json_reply({"from": "the queue"}))
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post(fake_upstream.url + CHAT, json={"prompt": "call-b"}, timeout=5)
+    assert requests.post(fake_upstream.url + CHAT, json={"prompt": "call-a"}, timeout=5).json() == {"for": "a"}
+    assert requests.post(fake_upstream.url + CHAT, json={"prompt": "x"}, timeout=5).json() == {"from": "the queue"}
