@@ -184,14 +184,19 @@ def _gzipped(prefix: bytes, size: int) -> Iterator[bytes]:
         yield _filler_member()
         left -= _MIB
     if left > 0:
-        yield _gzip(b"x" * left)
+        yield _gzip(memoryview(_filler())[:left])
 
 
-def _gzip(data: bytes) -> bytes:
+def _gzip(data: bytes | memoryview) -> bytes:
     encoder = zlib.compressobj(6, zlib.DEFLATED, 31)
     return encoder.compress(data) + encoder.flush()
 
 
 @functools.cache
+def _filler() -> bytes:
+    return b"x" * _MIB
+
+
+@functools.cache
 def _filler_member() -> bytes:
-    return _gzip(b"x" * _MIB)
+    return _gzip(_filler())
