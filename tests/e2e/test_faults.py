@@ -65,8 +65,8 @@ def test_a_provider_fault_ends_as_the_contract_says(faulty_server, fake, route: 
 
 
 def test_the_body_cap_holds_the_workers_memory(faulty_server, fake):
-    """A 60 MiB reply costs the worker about the cap (4 MiB; what the allocator keeps besides makes its peak
-    grow by about three times that), not the reply: it is read as it comes, and no further than the cap."""
+    """A 60 MiB reply costs the worker about the cap (4 MiB, and a few more the allocator keeps), not the
+    reply: it is read as it comes, and no further than the cap."""
     server, token = faulty_server
     [worker] = worker_pids(server)
     route = next(r for r in ROUTES if r.id == "chat-to-openai")
