@@ -1,38 +1,67 @@
-"""Server-sent events read from the bytes a passthrough relays: a copy is split into events, to read a
-few of them (usage, the end, a failure); the bytes themselves go to the client as they came."""
+"""Server-sent events read from a provider's bytes as they arrive: split into whole events, each parsed.
+
+The transport splits every stream (llms/transport.py): a passthrough relays the provider's bytes event by
+event, exactly as they came, and the other relays get parsed events. Splitting takes time linear in the
+bytes however the network cuts them (a one-byte trickle, or one event of many megabytes), and an event
+larger than a limit is refused before it is held.
+https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+"""
 
 from __future__ import annotations
 
+import re
+
+# A blank line ends an event: two line ends in a row, each CRLF, LF or CR.
+_BLANK_LINE = re.compile(rb"\r\n\r\n|\n\n|\r\r|\r\n\n|\n\r\n")
+_LONGEST_BLANK_LINE = 4
+
+
+class EventTooLarge(ValueError):
+    """An event grew past the splitter's limit before it ended."""
+
 
 class EventSplitter:
-    """Splits a stream's bytes, fed as they arrive, into whole events: (name, data) pairs."""
+    """Splits a stream's bytes, fed as they arrive, into whole events."""
 
-    def __init__(self) -> None:
-        self._pending = b""  # the start of an event not complete yet
+    def __init__(self, limit: int | None = None) -> None:
+        self._pending = bytearray()  # the start of an event not complete yet
+        self._scanned = 0  # how far _pending has been searched for a blank line
+        self._limit = limit
 
     @property
     def inside_event(self) -> bool:
         """True while an event has begun and not ended (nothing may be sent between its parts)."""
         return bool(self._pending)
 
+    def split(self, chunk: bytes) -> tuple[bytes, list[bytes]]:
+        """The bytes of the events this chunk completes, as they came (b"" when none), and each of those
+        events without its blank line."""
+        pending = self._pending
+        pending += chunk
+        blocks, start = [], 0
+        searched_from = max(0, self._scanned - _LONGEST_BLANK_LINE + 1)
+        while found := _BLANK_LINE.search(pending, max(start, searched_from)):
+            blocks.append(bytes(pending[start:found.start()]))
+            start = found.end()
+        done = b""
+        if start:
+            done = bytes(pending[:start])
+            del pending[:start]  # what is left came with this chunk: no byte is moved twice
+        self._scanned = len(pending)
+        if self._limit is not None and len(pending) > self._limit:
+            raise EventTooLarge(f"an event larger than {self._limit} bytes")
+        return done, blocks
+
     def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
         """The events this chunk completes: their `event:` name (b"" if none) and joined `data:` lines."""
-        self._pending += chunk
-        events = []
-        while True:
-            end, size = _event_end(self._pending)
-            if end < 0:
-                return events
-            events.append(_parts(self._pending[:end]))
-            self._pending = self._pending[end + size:]
+        return [_parts(block) for block in self.split(chunk)[1]]
 
-
-def _event_end(buffer: bytes) -> tuple[int, int]:
-    """Where the first complete event of the buffer ends, and the length of the blank line that ends
-    it (-1, 0 when none is complete yet)."""
-    ends = [(buffer.find(sep), len(sep)) for sep in (b"\n\n", b"\r\n\r\n")]
-    found = [(at, size) for at, size in ends if at >= 0]
-    return min(found) if found else (-1, 0)
+    def rest(self) -> bytes:
+        """What is left once the stream has ended: an event without its blank line (b"" if none)."""
+        rest = bytes(self._pending)
+        self._pending.clear()
+        self._scanned = 0
+        return rest
 
 
 def _parts(block: bytes) -> tuple[bytes, bytes]:
@@ -43,3 +72,24 @@ def _parts(block: bytes) -> tuple[bytes, bytes]:
         elif line.startswith(b"data:"):
             data.append(line[5:].lstrip(b" "))
     return name, b"\n".join(data)
+
+
+def parse_event(block: bytes) -> tuple[str, str] | None:
+    """An event's name ("message" when it has none) and data (its `data:` lines joined by a newline), as
+    the specification reads them; None for an event without data (a comment, a bare `event:`), which is
+    not dispatched. Raises UnicodeDecodeError for bytes that are not UTF-8."""
+    name, data = "", []
+    for raw in block.splitlines():
+        line = raw.decode("utf-8")
+        if not line.strip() or line.startswith(":"):
+            continue
+        field, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            name = value
+    if not data:
+        return None
+    return name or "message", "\n".join(data)

@@ -94,6 +94,9 @@ UPSTREAM_READ_TIMEOUT = env.float("MCPD_UPSTREAM_READ_TIMEOUT", default=600.0)
 # within this many seconds; a failed deployment is skipped everywhere for MCPD_COOLDOWN_SECONDS.
 RETRY_BUDGET_SECONDS = env.float("MCPD_RETRY_BUDGET_SECONDS", default=5.0)
 COOLDOWN_SECONDS = env.float("MCPD_COOLDOWN_SECONDS", default=30.0)
+# The largest reply mcpd reads from a provider (a non-streamed answer, or one event of a stream): a larger
+# one is a 502, refused before it is held in memory.
+UPSTREAM_MAX_BODY_BYTES = env.int("MCPD_UPSTREAM_MAX_BODY_BYTES", default=50 * 1024 * 1024)
 # Limits (limits/): their counters live in the database, or in Redis when REDIS_URL is set. When the
 # counters cannot be reached, calls under a limit are refused (503) unless MCPD_LIMITS_FAIL_OPEN.
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -104,8 +107,9 @@ LIMITS_LEASE_SECONDS = env.int("MCPD_LIMITS_LEASE_SECONDS", default=3600)
 CURRENCY = env.str("MCPD_CURRENCY", default="USD")
 VAULT_ADDR = env.str("VAULT_ADDR", default="")
 VAULT_TOKEN = env.str("VAULT_TOKEN", default="")
-if MAX_BODY_BYTES <= 0 or UPSTREAM_CONNECT_TIMEOUT <= 0 or UPSTREAM_READ_TIMEOUT <= 0:
-    raise ImproperlyConfigured("MCPD_MAX_BODY_BYTES and the upstream timeouts must be positive")
+if min(MAX_BODY_BYTES, UPSTREAM_MAX_BODY_BYTES, UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_READ_TIMEOUT) <= 0:
+    raise ImproperlyConfigured("MCPD_MAX_BODY_BYTES, MCPD_UPSTREAM_MAX_BODY_BYTES and the upstream timeouts "
+                               "must be positive")
 # Django refuses bodies over this before our view sees them; the view answers 413 itself for API routes.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 

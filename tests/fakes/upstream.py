@@ -61,7 +61,7 @@ class SseReply:
     drop_after: int | None = None
 
 
-Reply = JsonReply | RawReply | SseReply
+Reply = JsonReply | RawReply | SseReply  # or a reply with play(handler): the faults of tests/fakes/faults.py
 
 
 def json_reply(body: Any, status: int = 200, headers: Mapping[str, str] | None = None, delay: float = 0.0) -> JsonReply:
@@ -330,7 +330,9 @@ class FakeUpstream:
         self.stream_aborted = threading.Event()  # the client went away before the stream script finished
         self.stream_completed = threading.Event()  # the stream was sent to its terminating chunk
         self._queue: deque[Reply] = deque()
+        self._marked: dict[bytes, Reply] = {}
         self._lock = threading.Lock()
+        self._replying = 0
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -369,11 +371,18 @@ class FakeUpstream:
         with self._lock:
             self._queue.extend(replies)
 
+    def reply_when(self, marker: str, reply: Reply) -> None:
+        """Reply so to the next POST whose body holds `marker` (before the queue): for calls made at the
+        same time, whose requests arrive in any order."""
+        with self._lock:
+            self._marked[marker.encode()] = reply
+
     def reset(self) -> None:
         """Forget recorded requests, queued replies, vault contents and stream events."""
         with self._lock:
             self.requests.clear()
             self._queue.clear()
+            self._marked.clear()
         self.vault.clear()
         self.vault_token = "test-vault-token"
         self.vault_redirect = None
@@ -381,16 +390,38 @@ class FakeUpstream:
         self.stream_aborted.clear()
         self.stream_completed.clear()
 
+    @property
+    def replying(self) -> int:
+        """Replies being written (or held back) right now: 0 once every client has its answer or left."""
+        with self._lock:
+            return self._replying
+
+    @property
+    def connections(self) -> int:
+        """Client connections open now (busy, or kept alive for their next request)."""
+        httpd = self._httpd
+        return len(httpd._conns) if httpd is not None else 0
+
+    def _replies(self, step: int) -> None:
+        with self._lock:
+            self._replying += step
+
     def _record(self, rec: Recorded) -> Reply | None:
         if self.on_request is not None:
             self.on_request(rec)
         with self._lock:
             self.requests.append(rec)
-            return self._queue.popleft() if rec.method == "POST" and self._queue else None
+            if rec.method != "POST":
+                return None
+            marker = next((m for m in self._marked if m in rec.body), None)
+            if marker is not None:
+                return self._marked.pop(marker)
+            return self._queue.popleft() if self._queue else None
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog: calls made many at once are not kept waiting for a SYN retry
     block_on_close = False  # we join our own handler threads, with a timeout, in stop()
 
     def __init__(self, address: tuple[str, int], handler: type[_Handler], fake: FakeUpstream) -> None:
@@ -459,10 +490,13 @@ class _Handler(BaseHTTPRequestHandler):
         rec = Recorded(self.command, self.path, Headers(list(self.headers.items())), body,
                        (str(self.client_address[0]), int(self.client_address[1])))
         scripted = self.fake._record(rec)
+        self.fake._replies(+1)
         try:
             self._send(scripted if scripted is not None else self._default(rec))
         except (ConnectionError, TimeoutError):
             self.close_connection = True
+        finally:
+            self.fake._replies(-1)
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -540,6 +574,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _send(self, reply: Reply) -> None:
+        if hasattr(reply, "play"):
+            reply.play(self)
+            return
         if isinstance(reply, SseReply):
             self._stream(reply)
             return
