@@ -45,7 +45,7 @@ from tests.fakes.upstream import (
 KEY = "sk-f4ults-9Qz7Xw2Lk5Vb8Nm3"  # no word of 8 letters in it: a provider's text would lose it (scrubbed)
 # The server's settings: short timeouts, so that a silence costs a fraction of a second; a small cap,
 # so that an oversized body costs little (the fake's bodies are 60 MiB, 15 times over).
-READ_TIMEOUT = 0.3
+READ_TIMEOUT = 0.6  # a whole reply of the fake must arrive within it, on a loaded 2-core machine too
 MAX_BODY = 4 * 1024 * 1024
 SERVER_ENV = {"WEB_CONCURRENCY": "1", "MCPD_UPSTREAM_READ_TIMEOUT": str(READ_TIMEOUT),
               "MCPD_UPSTREAM_CONNECT_TIMEOUT": "1", "MCPD_UPSTREAM_MAX_BODY_BYTES": str(MAX_BODY),
@@ -217,9 +217,11 @@ def _stall(fmt: Format, stream: bool):
 
 
 def _trickle(fmt: Format, stream: bool):
+    # One byte per write and no pause: a whole reply must arrive within READ_TIMEOUT, which a loaded
+    # machine's scheduling of hundreds of paced writes could exceed; the one-byte reads are the fault.
     if stream:
-        return trickle_reply(fmt.frames(), pause=0.0001, content_type=SSE, chunked=True)
-    return trickle_reply([_dumps(fmt.answer())], pause=0.0001)
+        return trickle_reply(fmt.frames(), pause=0, content_type=SSE, chunked=True)
+    return trickle_reply([_dumps(fmt.answer())], pause=0)
 
 
 def _slow_but_steady(fmt: Format, stream: bool):
