@@ -17,7 +17,7 @@ from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from guardian.shortcuts import assign_perm, get_objects_for_user, remove_perm
 
-from llms.models import RUN_PERM, Llm, LlmGroupObjectPermission, LlmUserObjectPermission
+from llms.models import RUN_PERM, Deployment, Fallback, Llm, LlmGroupObjectPermission, LlmUserObjectPermission
 from mcpd.errors import NotFound, PermissionDenied
 from mcpd.memo import TtlMemo
 
@@ -157,7 +157,11 @@ def llm_to_run(user, name: str) -> Llm:
 
 def _look_up(user, name: str) -> Llm:
     allowed_user = user.is_active and user.is_authenticated
-    queryset = Llm.objects.select_related("api_key_secret")
+    # Whether it has further deployments or fallbacks, in the same query: an Llm with neither (most)
+    # needs no query for them (llms/routing.py, llms/proxy.py).
+    queryset = Llm.objects.select_related("api_key_secret").annotate(
+        has_deployments=Exists(Deployment.objects.filter(llm=OuterRef("pk"), enabled=True)),
+        has_fallbacks=Exists(Fallback.objects.filter(llm=OuterRef("pk"))))
     if allowed_user and not user.is_superuser:
         queryset = _annotate_may_run(queryset, user)
     try:

@@ -193,6 +193,8 @@ _fallbacks = TtlMemo()
 
 def fallbacks_of(llm: Llm) -> tuple[Llm, ...]:
     """The Llm's enabled fallback Llms, in order (remembered like the Llm: mcpd/memo.py)."""
+    if not getattr(llm, "has_fallbacks", True):  # known from the query that found it (llm_to_run)
+        return ()
     return _fallbacks.get(llm.pk, lambda: tuple(
         fallback.to for fallback in llm.fallbacks.filter(to__enabled=True).select_related("to", "to__api_key_secret")))
 

@@ -52,6 +52,8 @@ def routes_of(llm: Llm) -> tuple[Route, ...]:
 
 def _load_routes(llm: Llm) -> tuple[Route, ...]:
     own = Route(llm.pk, "0", llm.effective_base_url, llm.model, llm.api_key_secret, llm.weight)
+    if not getattr(llm, "has_deployments", True):  # known from the query that found it (llm_to_run)
+        return (own,)
     others = llm.deployments.filter(enabled=True).select_related("api_key_secret").order_by("id")
     return (own, *(Route(llm.pk, str(d.pk), d.effective_base_url, d.model or llm.model, d.api_key_secret, d.weight)
                    for d in others))

@@ -122,3 +122,17 @@ def test_a_silent_provider_gets_keep_alive_comments_to_the_client(alice, client_
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "Hello"
     [row] = rows()
     assert row.outcome == "ok" and row.ttft_ms < 400  # a comment is not the first token
+
+
+def test_without_the_memos_an_llm_with_one_deployment_costs_no_query_for_routing(alice, client_for, upstream_llm,
+                                                                                 fake_upstream, settings):
+    """Whether an Llm has further deployments or fallbacks comes with the query that finds it."""
+    settings.AUTH_CACHE_SECONDS = 0
+    client = client_for(alice)
+    with CaptureQueriesContext(connection) as context:
+        assert infer(client).status_code == 200
+    selects = [sql for sql in queries_of(context) if sql.startswith("SELECT")]
+    assert any(sql.startswith('SELECT "llms_llm".') for sql in selects)  # the Llm, with what it has
+    assert not [sql for sql in selects if sql.startswith(('SELECT "llms_deployment".', 'SELECT "llms_fallback".',
+                                                          'SELECT "llms_llm"."id", "llms_llm"."name"'))
+                and "EXISTS" not in sql], selects
