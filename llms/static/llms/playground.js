@@ -54,8 +54,8 @@
     return ((prompt - cached) * price.input + cached * cacheRead + completion * price.output) / 1e6;
   }
 
-  function money(amount) {
-    return amount.toFixed(6).replace(/(\.\d\d\d*?)0+$/, "$1"); // 0.000075, 1.50
+  function money(amount) { // to the audit column's 10 places, without its trailing zeros: 0.0000825, 1.50
+    return amount.toFixed(10).replace(/(\.\d\d\d*?)0+$/, "$1");
   }
 
   function duration(ms) {
