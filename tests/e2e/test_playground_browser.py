@@ -149,6 +149,18 @@ def test_a_user_chats_on_the_playground_and_the_admin_sees_and_tests_the_llm(ser
     alert = answers(browser)[5].find_element(By.CSS_SELECTOR, ".pg-error[role=alert]").text
     assert alert.startswith("Error during the answer: upstream_error (upstream_stream_incomplete): "), alert
     assert answers(browser)[5].find_element(By.CSS_SELECTOR, ".pg-answer").text == "Half an ans"
+    browser.find_element(By.ID, "pg-prompt").clear()
+
+    # Escape stops an answer: mcpd sees the browser go and lets go of the provider.
+    upstream.reply(sse_reply(openai_stream_frames(PIECES), interval=INTERVAL))
+    send(browser, "Go on and on")
+    wait(browser).until(lambda d: (last_answer_text(d) or "").startswith("word0"))
+    browser.find_element(By.ID, "pg-prompt").send_keys(Keys.ESCAPE)
+    wait_answered(browser, 7)
+    assert answers(browser)[6].find_element(By.CSS_SELECTOR, ".pg-error").text == "Stopped."
+    assert upstream.stream_aborted.wait(5), "mcpd kept reading the provider's stream"
+    browser.find_element(By.ID, "pg-prompt").clear()
+    screenshot(browser, artifacts, "playground-conversation", browser.find_element(By.ID, "content"))
     # Chromium logs the 400 itself; nothing else (a policy refusal, a script error) went to the console.
     assert [e for e in console_errors(browser) if "/infer - Failed to load resource: the server responded with "
             "a status of 400" not in e] == []
@@ -161,7 +173,8 @@ def test_a_user_chats_on_the_playground_and_the_admin_sees_and_tests_the_llm(ser
     cells = [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in calls]
     assert [(c[1], c[2], c[3], c[4]) for c in cells][-1] == ("pat", "chat_completions, stream", "200", "ok"), cells
     assert cells[-1][7] == "12 + 40" and cells[-1][8] == "0.00043", cells[-1]
-    assert [(c[3], c[4]) for c in cells] == [("200", "error"), ("400", "error"), *[("200", "ok")] * 4]
+    assert [(c[3], c[4]) for c in cells] == [("200", "client_disconnected"), ("200", "error"), ("400", "error"),
+                                             *[("200", "ok")] * 4]
     upstream.reset()
     browser.find_element(By.ID, "llm-test-prompt").clear()
     browser.find_element(By.ID, "llm-test-prompt").send_keys("Say hello to the owner")
