@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
 from guardian.admin import AdminGroupObjectPermissionsForm, AdminUserObjectPermissionsForm, GuardedModelAdmin
 
+from audit.recorder import Caller
+from llms import overview
 from llms.models import Deployment, Fallback, Llm, redact_userinfo
-from llms.permissions import is_in_use
+from llms.permissions import can_run, is_in_use
+from mcpd.middleware import client_ip
 
 
 class LlmForm(forms.ModelForm):
@@ -84,6 +91,8 @@ class FallbackInline(_SuperuserEdits, admin.TabularInline):
 @admin.register(Llm)
 class LlmAdmin(GuardedModelAdmin):
     form = LlmForm
+    # guardian's change form (its "Object permissions" link) with the Llm's overview below the form.
+    change_form_template = "admin/llms/llm/change_form.html"
     inlines = [DeploymentInline, FallbackInline]
     list_display = ["name", "provider", "model", "effective_base_url", "has_api_key", "enabled", "updated_at"]
     list_filter = ["provider", "enabled"]
@@ -152,11 +161,18 @@ class LlmAdmin(GuardedModelAdmin):
 
     def obj_perms_manage_user_view(self, request, object_pk, user_id):
         self._require_grant(request)
-        return super().obj_perms_manage_user_view(request, object_pk, user_id)
+        return self._back_to_llm(request, object_pk, super().obj_perms_manage_user_view(request, object_pk, user_id))
 
     def obj_perms_manage_group_view(self, request, object_pk, group_id):
         self._require_grant(request)
-        return super().obj_perms_manage_group_view(request, object_pk, group_id)
+        return self._back_to_llm(request, object_pk, super().obj_perms_manage_group_view(request, object_pk, group_id))
+
+    def _back_to_llm(self, request, object_pk, response):
+        """A revoke posted from the Llm's page (next=llm) returns there once guardian has saved it; the
+        grant, the checks and the audit are guardian's view's, unchanged."""
+        if request.method == "POST" and request.POST.get("next") == "llm" and response.status_code == 302:
+            return HttpResponseRedirect(reverse("admin:llms_llm_change", args=[object_pk]) + "#llm-access")
+        return response
 
     def _require_grant(self, request) -> None:
         if not self._may_grant(request):
@@ -177,3 +193,65 @@ class LlmAdmin(GuardedModelAdmin):
 
     def get_obj_perms_manage_group_form(self, request):
         return super().get_obj_perms_manage_group_form(request) if request.user.is_superuser else RunOnlyGroupForm
+
+    # --- the Llm's page: the overview below its form, and its Test button
+
+    def get_urls(self):
+        test = path("<path:object_id>/test/", self.admin_site.admin_view(self.test_view), name="llms_llm_test")
+        return [test, *super().get_urls()]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and not add:  # change_view has checked that the user may view it
+            context["overview"] = self._overview(request, obj)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def _overview(self, request, llm: Llm) -> dict:
+        """Each panel shows what the user may already see elsewhere in the admin: who may run it to those who
+        may grant it (guardian's pages), the limits to who may view limits, the calls to who may view audit."""
+        user = request.user
+        rows, cooling_problem = overview.deployments(llm)
+        may_grant = self._may_grant(request)
+        may_view_limits = user.has_perm("limits.view_limit") or user.has_perm("limits.change_limit")
+        may_view_calls = user.has_perm("audit.view_auditevent")
+        return {
+            "deployments": rows, "cooling_problem": cooling_problem,
+            "may_grant": may_grant, "is_superuser": user.is_superuser,
+            "holders": overview.run_holders(llm) if may_grant else [],
+            "superusers": overview.superusers() if may_grant else 0,
+            "may_view_limits": may_view_limits, "may_add_limits": user.has_perm("limits.add_limit"),
+            "limits": overview.limits_on(llm) if may_view_limits else [],
+            "may_view_calls": may_view_calls, "calls": overview.recent_calls(llm) if may_view_calls else [],
+            "may_test": self._may_test(request, llm),
+            "currency": settings.CURRENCY,
+            "test_prompt": overview.TEST_PROMPT, "test_prompt_max": overview.TEST_PROMPT_MAX,
+            "test": request.session.pop(self._test_key(llm), None),
+        }
+
+    # The Test button spends: it needs run on the Llm, as a call through the API does (superusers pass,
+    # change_llm is not enough), besides the view of the page it is on.
+    def _may_test(self, request, llm: Llm) -> bool:
+        return self.has_view_or_change_permission(request, llm) and can_run(request.user, llm)
+
+    @staticmethod
+    def _test_key(llm: Llm) -> str:
+        return f"mcpd-llm-test-{llm.pk}"
+
+    def test_view(self, request, object_id):
+        """POST: one call of the prompt through the service as the user; its answer or its error is shown
+        on the Llm's page (kept in the session until then)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        llm = self.get_object(request, unquote(object_id))
+        if llm is None:
+            raise Http404("No such LLM.")
+        if not self._may_test(request, llm):
+            raise PermissionDenied("Testing an LLM needs run on it.")
+        prompt = request.POST.get("prompt", "").strip()[:overview.TEST_PROMPT_MAX] or overview.TEST_PROMPT
+        if llm.enabled:
+            caller = Caller(user=request.user, request_id=request.request_id, client_ip=client_ip(request))
+            result = overview.trial(caller, llm, prompt)
+        else:  # as the API answers: a disabled Llm is not called
+            result = {"llm": llm.name, "prompt": prompt, "ok": False, "status": 404, "type": "not_found_error",
+                      "code": None, "message": f"The Llm '{llm.name}' is disabled.", "request_id": ""}
+        request.session[self._test_key(llm)] = result
+        return HttpResponseRedirect(reverse("admin:llms_llm_change", args=[llm.pk]) + "#llm-test")

@@ -39,7 +39,12 @@ class Route:
 
     @property
     def cool_key(self) -> str:
-        return f"cool:{self.llm_pk}:{self.id}"
+        return cool_key(self.llm_pk, self.id)
+
+
+def cool_key(llm_pk: int, route_id: str) -> str:
+    """The counter store's key that marks a deployment of an Llm cooling down (route_id "0": its own)."""
+    return f"cool:{llm_pk}:{route_id}"
 
 
 _routes = TtlMemo()

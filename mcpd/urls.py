@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from audit.views import Usage
+from llms.playground import playground
 from mcpd import views
 from mcpd.login import ThrottledAdminLoginForm
 from mcpd.metrics import metrics_view
@@ -22,6 +23,7 @@ urlpatterns = [
     # The split view serves its init script as a file (/api/docs/?script): no inline script to allow.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/usage/", Usage.as_view(), name="usage"),
+    path("playground/", playground, name="playground"),
     path("", include("llms.urls")),
 ]
 

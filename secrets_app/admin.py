@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from secrets_app.backends import SecretUnavailable, resolve
 from secrets_app.forms import SecretForm
@@ -14,7 +16,7 @@ class SecretAdmin(admin.ModelAdmin):
     list_filter = ["backend"]
     search_fields = ["name", "ref", "description"]
     actions = ["check_resolves"]
-    readonly_fields = ["has_value", "created_at", "updated_at"]
+    readonly_fields = ["has_value", "where_used", "created_at", "updated_at"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
@@ -32,7 +34,18 @@ class SecretAdmin(admin.ModelAdmin):
 
     @admin.display(description="Used by")
     def used_by(self, obj: Secret) -> str:
-        return ", ".join(obj.llms.values_list("name", flat=True)) or "—"
+        return ", ".join(f"{name}{f' (deployment {pk})' if pk else ''}" for _, name, pk in _uses(obj)) or "—"
+
+    @admin.display(description="Used by")
+    def where_used(self, obj: Secret) -> str:
+        """The Llms and deployments that send this secret as their key, each linked to its Llm's page."""
+        uses = _uses(obj) if obj.pk else []
+        if not uses:
+            return "Nothing: no LLM or deployment sends it."
+        items = ((reverse("admin:llms_llm_change", args=[llm_pk]), name, f", deployment {pk}" if pk else "")
+                 for llm_pk, name, pk in uses)
+        return format_html('<ul class="secret-uses">{}</ul>',
+                           format_html_join("", '<li>LLM <a href="{}">{}</a>{}</li>', items))
 
     @admin.action(description="Check that the selected secrets resolve")
     def check_resolves(self, request, queryset) -> None:
@@ -44,3 +57,9 @@ class SecretAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"secret '{secret.name}': ok", messages.SUCCESS)
 
+
+def _uses(secret: Secret) -> list[tuple[int, str, int | None]]:
+    """(Llm id, its name, None) for each Llm whose own key it is, then (Llm id, name, deployment id) for each
+    deployment whose key it is."""
+    return [(pk, name, None) for pk, name in secret.llms.order_by("name").values_list("pk", "name")] + list(
+        secret.deployments.order_by("llm__name", "id").values_list("llm_id", "llm__name", "id"))

@@ -176,6 +176,34 @@ def server(tmp_path_factory) -> Iterator[Server]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory) -> Path:
+    """Where the browser tests save their screenshots: MCPD_TEST_ARTIFACTS when set (a stable path, e.g.
+    for CI to keep), else a directory under pytest's temporary one. The same names every run."""
+    where = os.environ.get("MCPD_TEST_ARTIFACTS")
+    path = Path(where).resolve() if where else tmp_path_factory.getbasetemp() / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (tests/e2e/browser.py), one per test module."""
+    from tests.e2e.browser import chromium
+
+    with chromium() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    """The loopback fake provider (tests/fakes/upstream.py), one per test module."""
+    from tests.fakes.upstream import FakeUpstream
+
+    with FakeUpstream() as fake:
+        yield fake
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Attach the log of each server a failing test used to its report."""

@@ -4,120 +4,38 @@ A new admin logs in, adds a Secret, an Llm using it, grants `run` on the Llm's "
 page, issues an API token and copies it from the page; the token then works outside the browser.
 Every page on the way, and the API docs, work under mcpd's Content-Security-Policy: the browser's
 console (captured through goog:loggingPrefs) shows no refusal and no failed load.
-Needs Debian's chromium and chromium-driver (tests/run.sh installs them when missing).
+The steps and the driver are in tests/e2e/browser.py; screenshots go to the `artifacts` directory.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-
 import pytest
 import requests
-from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
-from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.fakes.upstream import HELLO, FakeUpstream
+from tests.e2e.browser import (
+    add_llm,
+    add_secret,
+    assert_page_works,
+    console_errors,
+    grant_run,
+    issue_token,
+    screenshot,
+    submit,
+    wait,
+)
+from tests.fakes.upstream import HELLO
 
 pytestmark = pytest.mark.xdist_group("e2e")  # one server for every e2e test (run.sh: --dist loadgroup)
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--window-size=1280,900"]
 ADMIN, ADMIN_PASSWORD = "admin", "pw-admin-e2e-1234"
 SECRET_VALUE = "sk-browser-TYPED-IN-THE-ADMIN-9876543210"
 TRANSPARENT = ("rgba(0, 0, 0, 0)", "transparent")
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    """Headless Chromium through chromedriver, with a throwaway profile."""
-    for binary in (CHROMIUM, CHROMEDRIVER):
-        if not shutil.which(binary):
-            pytest.fail(f"{binary} is missing: apt-get install chromium chromium-driver (tests/run.sh does)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="mcpd-chromium-")
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for console_errors()
-    try:
-        driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    except WebDriverException as exc:
-        pytest.fail(f"Chromium could not be launched: {exc.msg}")
-    driver.set_page_load_timeout(20)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
-
-
-def wait(driver: WebDriver, timeout: float = 10) -> WebDriverWait:
-    return WebDriverWait(driver, timeout)
-
-
-def console_errors(driver: WebDriver) -> list[str]:
-    """The console's errors since the last call, once the page has loaded: a CSP refusal ("Refused to
-    load the script …", "Refused to apply inline style …") or a failed load is one."""
-    wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"
-            and "/favicon.ico - " not in entry["message"]]  # Chromium's own guess; mcpd serves no icon
-
-
-def assert_page_works(driver: WebDriver, page: str) -> None:
-    assert console_errors(driver) == [], f"{page} ({driver.current_url})"
-
-
-def submit(driver: WebDriver, selector: str = "input[name=_save]") -> None:
-    """Click a submit button and wait for the next page."""
-    button = driver.find_element(By.CSS_SELECTOR, selector)
-    button.click()
-    wait(driver).until(EC.staleness_of(button))
-
-
-def assert_saved(driver: WebDriver) -> None:
-    errors = driver.find_elements(By.CSS_SELECTOR, ".errornote, .errorlist")
-    assert not errors, "the form was refused: " + " | ".join(e.text for e in errors)
-    assert driver.find_elements(By.CSS_SELECTOR, ".messagelist .success"), driver.page_source[:3000]
-
-
-def choose_autocomplete(driver: WebDriver, field_id: str, text: str) -> None:
-    """Pick ``text`` in an admin autocomplete (select2) field: open it, type, click the match."""
-    driver.find_element(By.CSS_SELECTOR, f"#{field_id} + .select2 .select2-selection").click()
-    search = wait(driver).until(EC.visibility_of_element_located(
-        (By.CSS_SELECTOR, ".select2-container--open .select2-search__field")))
-    search.send_keys(text)
-
-    def match(d):
-        return next((o for o in d.find_elements(By.CSS_SELECTOR, ".select2-results__option")
-                     if o.text.split(" (")[0] == text), None)
-
-    wait(driver).until(match).click()
-    assert text in driver.find_element(By.CSS_SELECTOR, f"#{field_id} + .select2").text
-
-
-def open_add_page(driver: WebDriver, url: str, app_model: str) -> None:
-    """From the admin index, follow the model's "Add" link, as a new admin would."""
-    driver.get(f"{url}/admin/")
-    driver.find_element(By.CSS_SELECTOR, f"a.addlink[href$='/admin/{app_model}/add/']").click()
-    wait(driver).until(EC.url_contains(f"/admin/{app_model}/add/"))
-
-
-def test_a_new_admin_sets_up_an_llm_and_a_token_in_the_browser(server, browser, upstream, tmp_path):
+def test_a_new_admin_sets_up_an_llm_and_a_token_in_the_browser(server, browser, upstream, artifacts):
     url = server.url
     server.manage("createsuperuser", "--noinput", "--username", ADMIN, "--email", "admin@example.com",
                   env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD})
@@ -140,18 +58,10 @@ def test_a_new_admin_sets_up_an_llm_and_a_token_in_the_browser(server, browser, 
     assert header_bg not in TRANSPARENT, header_bg
     sheets = browser.execute_script("return [...document.styleSheets].map(s => s.href).filter(Boolean)")
     assert any("/static/admin/css/base." in s for s in sheets), sheets
-    screenshot = tmp_path / "admin-index.png"
-    assert browser.save_screenshot(str(screenshot))
-    print(f"admin index screenshot: {screenshot}")
+    screenshot(browser, artifacts, "admin-index")
 
     # 1. Secrets -> Add: a db secret, typed once.
-    open_add_page(browser, url, "secrets_app/secret")
-    assert_page_works(browser, "the secret add form")
-    browser.find_element(By.ID, "id_name").send_keys("browser-key")
-    Select(browser.find_element(By.ID, "id_backend")).select_by_value("db")
-    browser.find_element(By.ID, "id_value").send_keys(SECRET_VALUE)
-    submit(browser)
-    assert_saved(browser)
+    add_secret(browser, url, "browser-key", SECRET_VALUE)
     assert SECRET_VALUE not in browser.page_source
     assert_page_works(browser, "the secrets changelist")
     browser.find_element(By.LINK_TEXT, "browser-key").click()
@@ -161,50 +71,14 @@ def test_a_new_admin_sets_up_an_llm_and_a_token_in_the_browser(server, browser, 
     assert SECRET_VALUE not in browser.page_source
     assert browser.find_element(By.ID, "id_value").get_attribute("value") == ""
 
-    # 2. LLMs -> Add, using that secret and pointing at the fake provider.
-    open_add_page(browser, url, "llms/llm")
-    browser.find_element(By.ID, "id_name").send_keys("browser-llm")
-    Select(browser.find_element(By.ID, "id_provider")).select_by_value("openai")
-    browser.find_element(By.ID, "id_model").send_keys("browser-model")
-    browser.find_element(By.ID, "id_base_url").send_keys(f"{upstream.url}/v1")
-    choose_autocomplete(browser, "id_api_key_secret", "browser-key")
-    assert_page_works(browser, "the Llm add form, its autocomplete used")
-    submit(browser, "input[name=_continue]")  # "Save and continue editing": stay on its change page
-    assert_saved(browser)
-    assert_page_works(browser, "an Llm's change form")
+    # 2. LLMs -> Add, using that secret and pointing at the fake provider; its change page stays open.
+    add_llm(browser, url, "browser-llm", "browser-model", f"{upstream.url}/v1", "browser-key")
 
     # 3. Object permissions -> user "reg" -> "Can run inference on the LLM".
-    link = browser.find_element(By.CSS_SELECTOR, ".object-tools a.permissionslink")
-    assert link.text == "OBJECT PERMISSIONS"  # rendered upper-case by the admin's CSS
-    link.click()
-    wait(browser).until(EC.url_contains("/permissions/"))
-    assert_page_works(browser, "the Llm's Object permissions page")
-    browser.find_element(By.ID, "id_user").send_keys("reg")
-    submit(browser, "input[name=submit_manage_user]")
-    assert "/permissions/user-manage/" in browser.current_url
-    assert_page_works(browser, "the Object permissions page of a user")
-    available = Select(wait(browser).until(EC.presence_of_element_located((By.ID, "id_permissions_from"))))
-    available.select_by_visible_text("Can run inference on the LLM")
-    browser.find_element(By.ID, "id_permissions_add").click()
-    chosen = [o.text for o in Select(browser.find_element(By.ID, "id_permissions_to")).options]
-    assert chosen == ["Can run inference on the LLM"]
-    submit(browser, "#submit")
-    assert "Permissions saved." in browser.find_element(By.CSS_SELECTOR, ".messagelist").text
-    assert_page_works(browser, "the Object permissions page, saved")
+    grant_run(browser, "reg")
 
     # 4. API tokens -> Add for "reg"; the plaintext is on the page shown after saving.
-    open_add_page(browser, url, "mcpd/apitoken")
-    choose_autocomplete(browser, "id_user", "reg")
-    browser.find_element(By.ID, "id_name").send_keys("from-the-browser")
-    assert_page_works(browser, "the token add form")
-    submit(browser)
-    field = browser.find_element(By.ID, "issued-token")
-    token = field.get_attribute("value")
-    assert token.startswith("mcpd_"), browser.page_source[:3000]
-    field.click()  # selects the whole token, ready to copy
-    selected = browser.execute_script("const f = arguments[0]; return [f.selectionStart, f.selectionEnd]", field)
-    assert selected == [0, len(token)]
-    assert_page_works(browser, "the token issued page")
+    token = issue_token(browser, url, "reg", "from-the-browser")
 
     # Outside the browser, with that token: the catalogue and an inference.
     auth = {"Authorization": f"Bearer {token}"}
@@ -222,7 +96,7 @@ def test_a_new_admin_sets_up_an_llm_and_a_token_in_the_browser(server, browser, 
     assert SECRET_VALUE not in reply.text and SECRET_VALUE not in server.log()
 
 
-def test_the_api_docs_render_from_this_servers_files_under_its_policy(server, browser, tmp_path):
+def test_the_api_docs_render_from_this_servers_files_under_its_policy(server, browser, artifacts):
     """Swagger UI from the packaged static files (no CDN), its init script a file too: no inline script."""
     browser.get_log("browser")  # drop what an earlier test left in the console
     browser.get(f"{server.url}/api/docs/")
@@ -246,9 +120,7 @@ def test_the_api_docs_render_from_this_servers_files_under_its_policy(server, br
         By.CSS_SELECTOR, ".live-responses-table tr.response .response-col_status"))
     assert status.text in ("200", "401"), status.text  # 401 unless the walkthrough logged this browser in
     assert [e for e in console_errors(browser) if "/v1/models - Failed to load resource" not in e] == []
-    screenshot = tmp_path / "api-docs.png"
-    assert browser.save_screenshot(str(screenshot))
-    print(f"API docs screenshot: {screenshot}")
+    screenshot(browser, artifacts, "api-docs")
 
     # The policy is in force, and a refusal would show up in the console this test reads.
     ran = browser.execute_script("const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
