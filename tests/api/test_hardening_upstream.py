@@ -168,6 +168,9 @@ def test_the_key_is_removed_from_a_translated_stream(alice, client_for, upstream
     b'{"messages": [{"role": "user", "content": "x"}], "top_p": 1e999}',
     b'{"messages": [{"role": "user", "content": "\\ud800"}]}',
     b'{"messages": [{"role": "user", "content": "\xff"}]}',
+    # Read (orjson reads 1024 levels) but deeper than it writes (254): the call upstream raised TypeError.
+    b'{"messages": [{"role": "user", "content": "x"}], "metadata": ' + b"[" * 300 + b"]" * 300 + b"}",
+    b'{"messages": [{"role": "user", "content": "x"}], "metadata": ' + b"[" * 129 + b"]" * 129 + b"}",
 ])
 def test_hostile_json_is_a_400_even_without_run(carol, client_for, upstream_llm, fake_upstream, raw):
     response = client_for(carol).post("/v1/chat/completions", data=raw, content_type="application/json")
