@@ -180,6 +180,35 @@ def test_hostile_json_is_a_400_even_without_run(carol, client_for, upstream_llm,
     assert [r.status for r in rows()] == [400]
 
 
+WEATHER = {"type": "function", "name": "weather", "parameters": {"type": "object"}}
+PATCH = {"type": "custom", "name": "patch",
+         "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
+
+
+@pytest.mark.parametrize("route, body", [
+    ("/v1/chat/completions", {"model": "gpt", "messages": [{"role": ["user"], "content": "x"}]}),
+    ("/v1/messages", {"model": "gpt", "max_tokens": 8, "messages": [{"role": {}, "content": "x"}]}),
+    ("/v1/responses", {"model": "gpt", "input": "x", "include": [["reasoning.encrypted_content"]]}),
+    ("/v1/responses", {"model": "gpt", "input": "x", "reasoning": {"effort": ["low"]}}),
+    ("/v1/responses", {"model": "gpt", "input": "x",
+                       "tools": [{**PATCH, "format": {**PATCH["format"], "syntax": []}}]}),
+    ("/v1/responses", {"model": "gpt", "input": "x", "tools": [WEATHER],
+                       "tool_choice": {"type": "function", "name": ["weather"]}}),
+    ("/v1/responses", {"model": "gpt", "input": "x", "tools": [WEATHER], "tool_choice": {
+        "type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": {}}]}}),
+    ("/v1/responses", {"model": "gpt", "input": [{"type": ["message"], "role": "user", "content": "x"}]}),
+    ("/v1/responses", {"model": "gpt", "input": [{"type": "message", "role": {"user": 1}, "content": "x"}]}),
+])
+def test_a_list_or_an_object_where_a_word_belongs_is_a_400(alice, client_for, upstream_llm, fake_upstream, route,
+                                                          body):
+    """Each was looked up in a set or a dict: TypeError (unhashable), a 500."""
+    upstream_llm.provider = "vllm"  # the Responses API through its translation to chat
+    upstream_llm.save()
+    response = client_for(alice).post(route, data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 400 and fake_upstream.requests == []
+    assert [r.status for r in rows()] == [400]
+
+
 def test_deeply_nested_tool_arguments_are_a_400_for_anthropic(alice, client_for, upstream_llm, fake_upstream):
     upstream_llm.provider = "anthropic"
     upstream_llm.save()
