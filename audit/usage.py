@@ -35,10 +35,15 @@ class Span:
     def parse(cls, since: str | None, until: str | None) -> Span:
         """From YYYY-MM-DD strings; the last DEFAULT_DAYS days by default."""
         end = _day(until, "until") if until else timezone.now().date()
-        start = _day(since, "since") if since else end - timedelta(days=DEFAULT_DAYS - 1)
+        start = _day(since, "since") if since else _days_before(end, DEFAULT_DAYS - 1)
         if start > end:
             raise InvalidRequest("since: must not be after until.", param="since")
         return cls(start, end)
+
+
+def _days_before(day: date, days: int) -> date:
+    """The day `days` before, or the first day there is (date.min: one earlier would overflow)."""
+    return day - timedelta(days=days) if day - date.min >= timedelta(days=days) else date.min
 
 
 def _day(text: str, name: str) -> date:

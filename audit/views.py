@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.usage import GROUP_BY, Span, usage
-from mcpd.schema import error_responses
+from mcpd.schema import AUTH_ERRORS, error_responses
 
 VIEW_ALL = "audit.view_auditevent"
 
@@ -21,7 +21,7 @@ def as_json(figures: dict) -> dict:
 
 
 class Usage(APIView):
-    @extend_schema(operation_id="usage", responses={200: OpenApiTypes.OBJECT, **error_responses(400, 401)},
+    @extend_schema(operation_id="usage", responses={200: OpenApiTypes.OBJECT, **error_responses(400, *AUTH_ERRORS)},
                    parameters=[OpenApiParameter("group_by", str, enum=GROUP_BY, description="default llm"),
                                OpenApiParameter("since", OpenApiTypes.DATE, description="default 29 days before until"),
                                OpenApiParameter("until", OpenApiTypes.DATE, description="default today (UTC)")],

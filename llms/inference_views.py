@@ -26,7 +26,7 @@ from mcpd.errors import ApiError, InternalError, InvalidRequest
 from mcpd.http import answer_response, event_stream_response, read_body
 from mcpd.middleware import client_ip
 from mcpd.models import ApiToken
-from mcpd.schema import CHAT_RESPONSES
+from mcpd.schema import CHAT_RESPONSES, EXAMPLE_LLM, HELLO, LLM_NAME, call_examples
 
 
 class BodyLeftToTheView(BaseParser):
@@ -120,6 +120,7 @@ class Infer(InferenceView):
     """POST /api/v1/llms/{name}/infer — an OpenAI chat.completions body; `model` is ignored."""
 
     @extend_schema(operation_id="llm_infer", request=OpenApiTypes.OBJECT, responses=CHAT_RESPONSES,
+                   parameters=[LLM_NAME], examples=call_examples({"messages": HELLO}),
                    summary="Run an OpenAI chat.completions request on the Llm named in the path.")
     def post(self, request: Request, name: str) -> HttpResponseBase:
         return self.serve(name, read_body(request))
@@ -129,6 +130,7 @@ class ChatCompletions(InferenceView):
     """POST /v1/chat/completions — OpenAI-SDK compatible: `model` names the Llm."""
 
     @extend_schema(operation_id="chat_completions", request=OpenApiTypes.OBJECT, responses=CHAT_RESPONSES,
+                   examples=call_examples({"model": EXAMPLE_LLM, "messages": HELLO}),
                    summary="OpenAI-compatible chat.completions: `model` is the name of an Llm.")
     def post(self, request: Request) -> HttpResponseBase:
         body = read_body(request)

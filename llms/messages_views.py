@@ -14,7 +14,8 @@ from typing import Any
 
 from django.http import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -29,13 +30,23 @@ from llms.streaming import Answer, ProxyStream
 from mcpd.auth import ApiKeyHeaderAuthentication, BearerTokenAuthentication
 from mcpd.errors import ApiError, AuthenticationFailed
 from mcpd.http import json_response, read_body
+from mcpd.schema import (
+    ANTHROPIC_ERROR,
+    EXAMPLE_LLM,
+    HELLO,
+    INFERENCE_ERRORS,
+    answer_or_stream,
+    call_examples,
+    error_responses,
+)
 
 MESSAGES_RESPONSES = {
-    200: OpenApiResponse(OpenApiTypes.OBJECT, description="An Anthropic Message; with \"stream\": true, a "
-                         "text/event-stream of Anthropic events (message_start … message_stop)."),
-    **{status: OpenApiResponse(OpenApiTypes.OBJECT, description="Anthropic's error shape: "
-                               '{"type": "error", "error": {"type", "message"}}')
-       for status in (400, 401, 403, 404, 413, 429, 501, 502, 504, 529)},
+    **answer_or_stream("An Anthropic Message.", "Anthropic's events (message_start … message_stop)."),
+    **error_responses(*INFERENCE_ERRORS, 529, shape=ANTHROPIC_ERROR),
+}
+COUNT_TOKENS_RESPONSES = {
+    200: inline_serializer("InputTokens", {"input_tokens": serializers.IntegerField()}),
+    **error_responses(*INFERENCE_ERRORS, 529, shape=ANTHROPIC_ERROR),
 }
 
 
@@ -72,6 +83,7 @@ class Messages(AnthropicInferenceView):
     api = Api.MESSAGES
 
     @extend_schema(operation_id="messages_create", request=OpenApiTypes.OBJECT, responses=MESSAGES_RESPONSES,
+                   examples=call_examples({"model": EXAMPLE_LLM, "max_tokens": 256, "messages": HELLO}),
                    summary="The Anthropic Messages API on any Llm: `model` is the name of an Llm.")
     def post(self, request: Request) -> HttpResponseBase:
         body = read_body(request)
@@ -88,7 +100,8 @@ class CountTokens(AnthropicInferenceView):
     api = Api.COUNT_TOKENS
 
     @extend_schema(operation_id="messages_count_tokens", request=OpenApiTypes.OBJECT,
-                   responses=MESSAGES_RESPONSES,
+                   responses=COUNT_TOKENS_RESPONSES,
+                   examples=call_examples({"model": EXAMPLE_LLM, "messages": HELLO})[:1],  # it streams nothing
                    summary="Count a Messages body's input tokens (anthropic Llms; 501 otherwise).")
     def post(self, request: Request) -> HttpResponseBase:
         body = read_body(request)

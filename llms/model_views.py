@@ -22,7 +22,7 @@ from llms.models import Llm
 from llms.permissions import llm_to_run, runnable_llms
 from mcpd.auth import ApiKeyHeaderAuthentication, BearerTokenAuthentication
 from mcpd.errors import InvalidRequest
-from mcpd.schema import error_responses
+from mcpd.schema import AUTH_ERRORS, LLM_NAME, error_responses
 
 ANTHROPIC_LIMIT = (1, 1000, 20)  # the `limit` Anthropic's list accepts: min, max, default
 
@@ -76,7 +76,8 @@ class ModelViews(APIView):
 class Models(ModelViews):
     """GET /v1/models — the Llms the caller may run."""
 
-    @extend_schema(operation_id="models_list", responses={200: OpenApiTypes.OBJECT, **error_responses(400, 401)},
+    @extend_schema(operation_id="models_list", responses={200: OpenApiTypes.OBJECT,
+                                                          **error_responses(400, *AUTH_ERRORS)},
                    parameters=[OpenApiParameter("limit", int, description="Anthropic shape only: 1-1000 (20)"),
                                OpenApiParameter("after_id", str), OpenApiParameter("before_id", str),
                                OpenApiParameter("anthropic-version", str, OpenApiParameter.HEADER,
@@ -92,8 +93,8 @@ class Models(ModelViews):
 class ModelDetail(ModelViews):
     """GET /v1/models/{name} — one Llm the caller may run (403/404 as for inference)."""
 
-    @extend_schema(operation_id="models_retrieve", responses={200: OpenApiTypes.OBJECT,
-                                                              **error_responses(401, 403, 404)},
+    @extend_schema(operation_id="models_retrieve", parameters=[LLM_NAME],
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(*AUTH_ERRORS, 403, 404)},
                    summary="One Llm the caller may run, as an OpenAI model object (or Anthropic's ModelInfo).")
     def get(self, request: Request, name: str) -> Response:
         llm = llm_to_run(request.user, name)

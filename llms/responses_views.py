@@ -11,26 +11,25 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase
-from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from audit.models import Api
 from audit.recorder import Caller
 from llms import proxy
-from llms.inference_views import InferenceView, model_named
+from llms.inference_views import InferenceView, JsonOnly, model_named
 from llms.models import Llm
 from llms.streaming import Answer, ProxyStream
 from mcpd.errors import ApiError, NotFound, UpgradeRequired
 from mcpd.http import error_response, read_body
-from mcpd.schema import error_responses
+from mcpd.schema import EXAMPLE_LLM, INFERENCE_ERRORS, answer_or_stream, call_examples, error_responses
 
 RESPONSES_RESPONSES = {
-    200: OpenApiResponse(OpenApiTypes.OBJECT, description="A Response object; with \"stream\": true, a "
-                         "text/event-stream of Responses events (response.created … and one terminal event: "
-                         "response.completed, response.incomplete or response.failed)."),
-    **error_responses(400, 401, 403, 404, 413, 429, 501, 502, 504),
+    **answer_or_stream("A Response object.", "Responses events: response.created … and one terminal event, "
+                       "response.completed, response.incomplete or response.failed."),
+    **error_responses(*INFERENCE_ERRORS),
 }
 
 
@@ -50,6 +49,7 @@ class Responses(InferenceView):
         return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(operation_id="responses_create", request=OpenApiTypes.OBJECT, responses=RESPONSES_RESPONSES,
+                   examples=call_examples({"model": EXAMPLE_LLM, "input": "Say hello"}),
                    summary="The OpenAI Responses API on any Llm, stateless: `model` is the name of an Llm.")
     def post(self, request: Request) -> HttpResponseBase:
         body = read_body(request)
@@ -65,9 +65,32 @@ class Responses(InferenceView):
         return proxy.responses(caller, llm, body)
 
 
-@csrf_exempt
-def stored_response(request: HttpRequest, rest: str) -> HttpResponseBase:
-    """/v1/responses/{id}[/…] (retrieve, delete, cancel, input_items): there are no stored responses."""
+def not_stored() -> HttpResponseBase:
     error: ApiError = NotFound("mcpd stores no responses: send the whole input with each POST /v1/responses.",
                                code="response_not_found")
     return error_response(error)
+
+
+NOT_STORED = {"request": None, "responses": error_responses(404), "auth": [],
+              "description": "mcpd is stateless: there are no stored responses (always 404)."}
+
+
+class StoredResponse(APIView):
+    """/v1/responses/{id}[/…] (retrieve, delete, cancel, input_items): there are no stored responses, for
+    anyone (no authentication: there is nothing to protect)."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    content_negotiation_class = JsonOnly
+
+    @extend_schema(operation_id="responses_retrieve", summary="A stored response, or its input items.", **NOT_STORED)
+    def get(self, request: Request, rest: str) -> HttpResponseBase:
+        return not_stored()
+
+    @extend_schema(operation_id="responses_cancel", summary="Cancel a background response.", **NOT_STORED)
+    def post(self, request: Request, rest: str) -> HttpResponseBase:
+        return not_stored()
+
+    @extend_schema(operation_id="responses_delete", summary="Delete a stored response.", **NOT_STORED)
+    def delete(self, request: Request, rest: str) -> HttpResponseBase:
+        return not_stored()

@@ -10,7 +10,7 @@ urlpatterns = [
     path("v1/messages", messages_views.Messages.as_view(), name="messages"),
     path("v1/messages/count_tokens", messages_views.CountTokens.as_view(), name="count-tokens"),
     path("v1/responses", responses_views.Responses.as_view(), name="responses"),
-    path("v1/responses/<path:rest>", responses_views.stored_response, name="stored-response"),
+    path("v1/responses/<path:rest>", responses_views.StoredResponse.as_view(), name="stored-response"),
     path("v1/models", model_views.Models.as_view(), name="models"),
     path("v1/models/<str:name>", model_views.ModelDetail.as_view(), name="model-detail"),
 ]

@@ -40,7 +40,7 @@ def _check_messages(messages: Any) -> None:
         if not isinstance(message, dict):
             raise InvalidRequest(f"messages[{index}] must be an object.")
         role = message.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise InvalidRequest(f"messages[{index}].role must be one of {', '.join(sorted(ROLES))}.")
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):

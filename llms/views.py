@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 
 from llms.permissions import LLM_NAME, visible_llms
 from llms.serializers import LlmSerializer
+from mcpd import schema
 from mcpd.errors import NotFound
 
 
+@extend_schema_view(get=extend_schema(responses={200: LlmSerializer(many=True),
+                                                 **schema.error_responses(*schema.AUTH_ERRORS)}))
 class LlmList(ListAPIView):
     """The catalogue entries the caller may view or run."""
 
@@ -18,6 +22,8 @@ class LlmList(ListAPIView):
         return visible_llms(self.request.user).prefetch_related("deployments", "fallbacks__to")
 
 
+@extend_schema_view(get=extend_schema(parameters=[schema.LLM_NAME], responses={
+    200: LlmSerializer, **schema.error_responses(*schema.AUTH_ERRORS, 404)}))
 class LlmDetail(RetrieveAPIView):
     """One catalogue entry the caller may view or run."""
 

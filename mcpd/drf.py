@@ -51,8 +51,8 @@ def to_api_error(exc: Exception) -> ApiError | None:
             if isinstance(exc, drf_exceptions.Throttled) and exc.wait is not None:
                 error.retry_after = str(int(exc.wait))
             return error
-    if isinstance(exc, drf_exceptions.APIException):
-        error = ApiError(str(exc.detail))
+    if isinstance(exc, drf_exceptions.APIException):  # 405, 406, 415…: the client's mistake when a 4xx
+        error = ApiError(str(exc.detail)) if exc.status_code >= 500 else InvalidRequest(str(exc.detail))
         error.status = exc.status_code  # type: ignore[misc]
         return error
     return None

@@ -15,7 +15,7 @@ admin.site.login_form = ThrottledAdminLoginForm
 
 urlpatterns = [
     path("", views.root, name="root"),
-    path("api/hello", views.hello, name="hello"),
+    path("api/hello", views.Hello.as_view(), name="hello"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),

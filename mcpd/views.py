@@ -7,6 +7,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.views import defaults
 from django.views.decorators.http import require_GET, require_http_methods
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from mcpd.errors import InternalError, NotFound
 from mcpd.http import error_response
@@ -51,7 +56,17 @@ def root(request: HttpRequest) -> HttpResponse:
     return redirect("admin:index")
 
 
-@require_http_methods(["GET", "HEAD"])
-def hello(request: HttpRequest) -> JsonResponse:
-    """HEAD /api/hello: Claude Code's connection-warming probe; no authentication."""
-    return JsonResponse({"status": "ok"})
+class Hello(APIView):
+    """HEAD /api/hello: Claude Code's connection-warming probe; no authentication. (A DRF view for the
+    schema, and so that other methods get the contract's 405.)"""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def perform_content_negotiation(self, request, force=False):
+        return super().perform_content_negotiation(request, force=True)  # JSON, whatever the probe accepts
+
+    @extend_schema(operation_id="hello", auth=[], summary="A connection probe (HEAD or GET): 200, no authentication.",
+                   responses={200: inline_serializer("Hello", {"status": serializers.CharField()})})
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok"})

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import Permission, User
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from rest_framework.test import APIClient
 
 from llms.models import Llm
@@ -14,6 +21,17 @@ from secrets_app.models import Secret
 pytest_plugins = ["tests.fakes.fixtures"]
 
 FAKE_KEY = "sk-test-FAKE-KEY-0123456789abcdef"
+
+# Property tests (hypothesis) in the suite: the same examples on every run (a property test that fails
+# now and then is a defect of its own), a bounded count, no example database left in the work tree. The
+# examples share their test's fixtures (a client, an Llm, the fake provider): they are fresh per test, not
+# per example, by design. MCPD_HYPOTHESIS_PROFILE=explore draws new examples, many more, for a longer hunt.
+_HYPOTHESIS = {"database": None, "deadline": None, "print_blob": True,
+               "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
+hypothesis_settings.register_profile("mcpd", derandomize=True, max_examples=300, **_HYPOTHESIS)
+hypothesis_settings.register_profile("explore", max_examples=3000, **_HYPOTHESIS)
+hypothesis_settings.load_profile(os.environ.get("MCPD_HYPOTHESIS_PROFILE", "mcpd"))
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "mcpd-hypothesis")  # its caches, not in the work tree
 
 
 @pytest.fixture

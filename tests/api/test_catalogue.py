@@ -71,6 +71,21 @@ def test_healthz_answers_ok_without_auth(client):
     assert response.json() == {"status": "ok"}
 
 
+def test_the_connection_probe_answers_without_a_token_and_refuses_other_methods_in_the_contract_shape(client):
+    assert client.head("/api/hello").status_code == 200
+    assert client.get("/api/hello").json() == {"status": "ok"}
+    assert client.head("/api/hello", HTTP_ACCEPT="text/html").status_code == 200
+    response = client.post("/api/hello")
+    assert response.status_code == 405 and response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_stored_responses_are_404_for_anyone(client):
+    for method, path in [("get", "resp_1"), ("delete", "resp_1"), ("post", "resp_1/cancel"),
+                         ("get", "resp_1/input_items")]:
+        response = getattr(client, method)(f"/v1/responses/{path}", HTTP_AUTHORIZATION="Bearer not-a-token")
+        assert response.status_code == 404 and response.json()["error"]["code"] == "response_not_found"
+
+
 def test_the_openapi_schema_is_served(alice, client_for):
     response = client_for(alice).get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200

@@ -168,12 +168,44 @@ def test_the_key_is_removed_from_a_translated_stream(alice, client_for, upstream
     b'{"messages": [{"role": "user", "content": "x"}], "top_p": 1e999}',
     b'{"messages": [{"role": "user", "content": "\\ud800"}]}',
     b'{"messages": [{"role": "user", "content": "\xff"}]}',
+    # Read (orjson reads 1024 levels) but deeper than it writes (254): the call upstream raised TypeError.
+    b'{"messages": [{"role": "user", "content": "x"}], "metadata": ' + b"[" * 300 + b"]" * 300 + b"}",
+    b'{"messages": [{"role": "user", "content": "x"}], "metadata": ' + b"[" * 129 + b"]" * 129 + b"}",
 ])
 def test_hostile_json_is_a_400_even_without_run(carol, client_for, upstream_llm, fake_upstream, raw):
     response = client_for(carol).post("/v1/chat/completions", data=raw, content_type="application/json")
     assert response.status_code == 400
     assert "not valid JSON" in error_of(response)["message"]
     assert fake_upstream.requests == []
+    assert [r.status for r in rows()] == [400]
+
+
+WEATHER = {"type": "function", "name": "weather", "parameters": {"type": "object"}}
+PATCH = {"type": "custom", "name": "patch",
+         "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
+
+
+@pytest.mark.parametrize("route, body", [
+    ("/v1/chat/completions", {"model": "gpt", "messages": [{"role": ["user"], "content": "x"}]}),
+    ("/v1/messages", {"model": "gpt", "max_tokens": 8, "messages": [{"role": {}, "content": "x"}]}),
+    ("/v1/responses", {"model": "gpt", "input": "x", "include": [["reasoning.encrypted_content"]]}),
+    ("/v1/responses", {"model": "gpt", "input": "x", "reasoning": {"effort": ["low"]}}),
+    ("/v1/responses", {"model": "gpt", "input": "x",
+                       "tools": [{**PATCH, "format": {**PATCH["format"], "syntax": []}}]}),
+    ("/v1/responses", {"model": "gpt", "input": "x", "tools": [WEATHER],
+                       "tool_choice": {"type": "function", "name": ["weather"]}}),
+    ("/v1/responses", {"model": "gpt", "input": "x", "tools": [WEATHER], "tool_choice": {
+        "type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": {}}]}}),
+    ("/v1/responses", {"model": "gpt", "input": [{"type": ["message"], "role": "user", "content": "x"}]}),
+    ("/v1/responses", {"model": "gpt", "input": [{"type": "message", "role": {"user": 1}, "content": "x"}]}),
+])
+def test_a_list_or_an_object_where_a_word_belongs_is_a_400(alice, client_for, upstream_llm, fake_upstream, route,
+                                                          body):
+    """Each was looked up in a set or a dict: TypeError (unhashable), a 500."""
+    upstream_llm.provider = "vllm"  # the Responses API through its translation to chat
+    upstream_llm.save()
+    response = client_for(alice).post(route, data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 400 and fake_upstream.requests == []
     assert [r.status for r in rows()] == [400]
 
 

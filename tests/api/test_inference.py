@@ -437,3 +437,11 @@ def test_an_unexpected_failure_is_a_500_in_the_contract_shape_and_audited(alice,
     assert error_of(response) == {"message": "Internal server error.", "type": "api_error", "param": None, "code": None}
     [row] = audit_rows()
     assert (row.status, row.outcome) == (500, "error") and FAKE_KEY not in row.error
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/v1/llms/gpt/infer", "/v1/responses"])
+def test_a_wrong_method_is_a_405_invalid_request_error(alice, client_for, upstream_llm, audit_rows, path):
+    response = client_for(alice).put(path, data="{}", content_type="application/json")
+    assert response.status_code == 405
+    assert error_of(response)["type"] == "invalid_request_error"  # the client's mistake, as OpenAI types it
+    assert [row.status for row in audit_rows()] == [405]

@@ -111,6 +111,13 @@ def test_the_span_is_of_days_both_included(traffic):
     assert client.get(f"/api/v1/usage/?until={yesterday}").json()["total"]["calls"] == 0
 
 
+def test_a_span_ending_on_the_first_day_there_is_starts_there(traffic):
+    client, _ = traffic  # the default start, 29 days before, does not exist: once a 500 (OverflowError)
+    usage = client.get("/api/v1/usage/?until=0001-01-01").json()
+    assert (usage["since"], usage["until"], usage["total"]["calls"]) == ("0001-01-01", "0001-01-01", 0)
+    assert client.get("/api/v1/usage/?until=0001-01-29").json()["since"] == "0001-01-01"
+
+
 @pytest.mark.parametrize(("query", "param"), [("group_by=model", "group_by"), ("since=yesterday", "since"),
                                               ("since=2026-12-02&until=2026-12-01", "since"),
                                               ("until=2026-13-01", "until")])

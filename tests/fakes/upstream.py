@@ -323,6 +323,7 @@ class FakeUpstream:
         self.vault_token = "test-vault-token"
         self.vault_redirect: str | None = None  # a base URL: KV reads answer 307 to the same path there
         self.vault_delay = 0.0  # seconds before each KV read is answered
+        self.stream_interval = 0.05  # seconds between the frames of the default streams
         self.on_request: Callable[[Recorded], None] | None = None  # called as each request arrives
         # Both cleared when a stream starts, so they describe the latest stream. "Aborted" is noticed when a
         # write fails or while pausing (interval > 0, hang_after); with interval 0 the kernel may
@@ -521,13 +522,13 @@ class _Handler(BaseHTTPRequestHandler):
             if req.get("stream"):
                 usage = bool((req.get("stream_options") or {}).get("include_usage"))
                 pieces = ["Hello", " from the fake", " provider."]
-                return sse_reply(openai_stream_frames(pieces, model, include_usage=usage), interval=0.05)
+                return sse_reply(openai_stream_frames(pieces, model, include_usage=usage), interval=self.fake.stream_interval)
             return json_reply(_chat_completion(model), headers={"x-request-id": f"req_{uuid.uuid4().hex}"})
         if rec.method == "POST" and path.endswith("/responses"):
             headers = {"x-request-id": f"req_{uuid.uuid4().hex}"}
             if req.get("stream"):
                 pieces = ["Hello", " from the fake", " provider."]
-                return sse_reply(responses_stream_frames(pieces, model, request=req), interval=0.05, headers=headers)
+                return sse_reply(responses_stream_frames(pieces, model, request=req), interval=self.fake.stream_interval, headers=headers)
             return json_reply(responses_object(model, request=req), headers=headers)
         if rec.method == "POST" and path.endswith("/messages/count_tokens"):
             return json_reply({"input_tokens": max(1, len(rec.body) // 4)})
@@ -535,7 +536,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"request-id": f"req_fake{uuid.uuid4().hex[:20]}"}
             if req.get("stream"):
                 frames = anthropic_stream_frames(["Hello", " from the fake", " provider."], model)
-                return sse_reply(frames, interval=0.05, headers=headers)
+                return sse_reply(frames, interval=self.fake.stream_interval, headers=headers)
             return json_reply(_anthropic_message(model), headers=headers)
         if rec.method == "GET" and path.startswith("/v1/") and "/data/" in path:
             return self._vault_read(rec, path)

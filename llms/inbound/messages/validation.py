@@ -33,7 +33,8 @@ def _check_messages(messages: Any) -> None:
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
             raise InvalidRequest(f"messages[{index}]: must be an object.")
-        if message.get("role") not in ROLES:
+        role = message.get("role")
+        if not isinstance(role, str) or role not in ROLES:
             raise InvalidRequest(f"messages[{index}].role: must be 'user' or 'assistant'.")
         content = message.get("content")
         if not isinstance(content, str | list):

@@ -90,6 +90,8 @@ def input_items(items: Any) -> list[dict[str, Any]]:
 def add_item(conversation: Conversation, item: dict[str, Any], where: str) -> None:
     """One input item into the conversation."""
     kind = item.get("type", "message" if "role" in item else None)
+    if not isinstance(kind, str):  # nor looked up in the tables below (a list or an object cannot be)
+        raise _invalid(f": unknown item type {kind!r}.", f"{where}.type")
     if kind in OUTPUTS:
         conversation.messages.append(tool_message(conversation, item, where))
         return
@@ -138,7 +140,8 @@ def assistant_run(conversation: Conversation) -> ChatMessage:
 
 def message(conversation: Conversation, item: dict[str, Any], where: str) -> None:
     """A message item: an assistant one joins the run; the others end it."""
-    role = ROLES.get(item.get("role"))  # type: ignore[arg-type]
+    role = item.get("role")
+    role = ROLES.get(role) if isinstance(role, str) else None
     if role is None:
         raise _invalid(" must be 'user', 'assistant', 'system' or 'developer'.", f"{where}.role")
     parts = content_parts(item.get("content"), f"{where}.content", role, conversation.provider)

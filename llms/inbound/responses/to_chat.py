@@ -114,7 +114,7 @@ def check_include(include: Any) -> None:
     if not isinstance(include, list):
         raise InvalidRequest("include must be a list.", param="include")
     for k, value in enumerate(include):
-        if value not in INCLUDES:
+        if not isinstance(value, str) or value not in INCLUDES:
             raise InvalidRequest(f"include[{k}]: unknown value {value!r}.", param=f"include[{k}]")
         if value in REFUSED_INCLUDES:
             raise InvalidRequest(f"include[{k}]: {value!r} is not supported ({REFUSED_INCLUDES[value]}).",
@@ -227,7 +227,7 @@ def map_reasoning(body: dict[str, Any], provider: str, chat: Fields, notes: Note
     if reasoning.get("mode") not in (None, "standard"):
         raise InvalidRequest("reasoning.mode: only 'standard' is supported.", param="reasoning.mode")
     effort = reasoning.get("effort")
-    if effort is not None and effort not in EFFORTS:
+    if effort is not None and (not isinstance(effort, str) or effort not in EFFORTS):
         raise InvalidRequest(f"reasoning.effort must be one of {', '.join(sorted(EFFORTS))}.",
                              param="reasoning.effort")
     if provider != "anthropic" or effort is None or effort in NO_THINKING:

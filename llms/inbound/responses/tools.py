@@ -183,7 +183,7 @@ def input_description(fmt: Any, where: str) -> str:
         return "The tool's raw input: free-form text, not JSON."
     if kind == "grammar":
         syntax, definition = fmt.get("syntax"), fmt.get("definition")
-        if syntax not in GRAMMARS:
+        if not isinstance(syntax, str) or syntax not in GRAMMARS:
             raise InvalidRequest(f"{where}.syntax must be 'lark' or 'regex'.", param=f"{where}.syntax")
         if not isinstance(definition, str) or not definition.strip():
             raise InvalidRequest(f"{where}.definition must be a non-empty string.", param=f"{where}.definition")
@@ -205,7 +205,7 @@ def map_tool_choice(choice: Any, kinds: dict[str, str], provider: str) -> tuple[
     kind = choice.get("type") if isinstance(choice, dict) else None
     if kind in ("function", "custom"):
         name = choice.get("name")
-        if kinds.get(name) != kind:
+        if not isinstance(name, str) or kinds.get(name) != kind:
             raise InvalidRequest(f"tool_choice.name must name one of the {kind} tools.", param="tool_choice.name")
         return {"type": "function", "function": {"name": name}}, None
     if kind == "allowed_tools":
@@ -229,7 +229,7 @@ def allowed_tools(choice: Fields, kinds: dict[str, str]) -> tuple[str, set[str]]
     for k, tool in enumerate(tools):
         kind = tool.get("type") if isinstance(tool, dict) else None
         name = tool.get("name") if isinstance(tool, dict) else None
-        if kind not in ("function", "custom") or kinds.get(name) != kind:
+        if kind not in ("function", "custom") or not isinstance(name, str) or kinds.get(name) != kind:
             raise InvalidRequest(f"tool_choice.tools[{k}] must name one of the function or custom tools.",
                                  param=f"tool_choice.tools[{k}]")
         names.add(name)
