@@ -3,7 +3,8 @@ as the rows' INSERT, so a batch counts exactly once whatever fails (both are wri
 
 Rows are aggregated per key before the upsert (one statement per key, not per call: a row that every
 call updated in place would serialise the fleet on its lock), and the keys are upserted in one order,
-so that two workers' batches cannot deadlock.
+so that two workers' batches cannot deadlock. The latency histograms' buckets (audit/latency.py) are sums
+like the others: one more count per call, in the same statement.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from typing import Any
 
 from django.db import connection
 
+from audit.latency import BUCKET_COLUMNS, BUCKETS, bucket
 from audit.models import Outcome, UsageDay
 
 KEY = ("day", "llm_name", "user_id", "token_sha")
 SUMS = ("calls", "errors", "prompt_tokens", "completion_tokens", "cache_read_tokens", "cache_write_tokens", "cost",
-        "unpriced_calls")
+        "unpriced_calls", *BUCKET_COLUMNS)
+DURATIONS = 8  # where the buckets start in a key's sums: duration's, then time to first token's
+TTFTS = DURATIONS + BUCKETS
 
 
 def sums_by_key(rows: Iterable[dict[str, Any]], day: date) -> dict[tuple, list]:
@@ -29,10 +33,12 @@ def sums_by_key(rows: Iterable[dict[str, Any]], day: date) -> dict[tuple, list]:
     for row in rows:
         user = row.get("user")
         key = (day, row.get("llm_name") or "", getattr(user, "pk", None) or 0, row.get("token_sha") or "")
-        sums = totals.setdefault(key, [0, 0, 0, 0, 0, 0, Decimal(0), 0])
-        cost = row.get("cost")
+        sums = totals.get(key)
+        if sums is None:
+            sums = totals[key] = [0, 0, 0, 0, 0, 0, Decimal(0), 0, *[0] * (2 * BUCKETS)]
+        cost, outcome = row.get("cost"), row.get("outcome")
         sums[0] += 1
-        sums[1] += row.get("outcome") == Outcome.ERROR
+        sums[1] += outcome == Outcome.ERROR
         sums[2] += row.get("prompt_tokens") or 0
         sums[3] += row.get("completion_tokens") or 0
         sums[4] += row.get("cache_read_tokens") or 0
@@ -41,6 +47,11 @@ def sums_by_key(rows: Iterable[dict[str, Any]], day: date) -> dict[tuple, list]:
             sums[7] += 1
         else:
             sums[6] += cost
+        if outcome == Outcome.OK:
+            if (duration := row.get("duration_ms")) is not None:
+                sums[DURATIONS + bucket(duration)] += 1
+            if (ttft := row.get("ttft_ms")) is not None:
+                sums[TTFTS + bucket(ttft)] += 1
     return totals
 
 
@@ -51,7 +62,7 @@ def add(rows: list[dict[str, Any]], day: date) -> None:
         return
     day_field, cost_field = UsageDay._meta.get_field("day"), UsageDay._meta.get_field("cost")
     params = [[day_field.get_db_prep_save(key[0], connection), *key[1:], *sums[:6],
-               cost_field.get_db_prep_save(sums[6], connection), sums[7]]
+               cost_field.get_db_prep_save(sums[6], connection), *sums[7:]]
               for key, sums in sorted(totals.items())]
     with connection.cursor() as cursor:
         cursor.executemany(_upsert(), params)

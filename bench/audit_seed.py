@@ -6,7 +6,8 @@ over the last 90 days (UTC), ~3% errors (upstream 502s, 429s, ...) with no token
 streams, token counts and costs set; one row in a thousand a change (token issued, Llm updated, ...).
 Rows go in in time order (ids rise with created_at, as they do live): PostgreSQL through COPY, SQLite
 through executemany batches on the raw connection with synchronous=OFF. The rollups are then built from
-the rows in one INSERT ... SELECT ... GROUP BY, and checked against them.
+the rows in one INSERT ... SELECT ... GROUP BY (their latency buckets too, when the database has them),
+and checked against them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 
+from audit import latency
 from audit.models import INFERENCE, AuditEvent, UsageDay
 from llms.models import Llm
 from mcpd.models import ApiToken
@@ -191,11 +193,19 @@ def build_rollups() -> int:
             "COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(cost), 0), SUM(CASE WHEN cost IS NULL THEN 1 ELSE 0 END)")
     columns = ["day", "llm_name", "user_id", "token_sha", "calls", "errors", "prompt_tokens", "completion_tokens",
                "cache_read_tokens", "cache_write_tokens", "cost", "unpriced_calls"]
+    if latency.BUCKET_COLUMNS[0] in table_columns(UsageDay._meta.db_table):  # the buckets, once audit 0007 ran
+        sums += ", " + ", ".join(total for measure in latency.MEASURES for total in latency.bucket_sums_sql(measure))
+        columns += latency.BUCKET_COLUMNS
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"INSERT INTO {quote(UsageDay._meta.db_table)} ({', '.join(columns)}) "
                        f"SELECT {day}, llm_name, COALESCE(user_id, 0), token_sha, {sums} "
                        f"FROM {quote(AuditEvent._meta.db_table)} WHERE kind = %s GROUP BY 1, 2, 3, 4", [INFERENCE])
         return cursor.rowcount
+
+
+def table_columns(table: str) -> set[str]:
+    with connection.cursor() as cursor:
+        return {column.name for column in connection.introspection.get_table_description(cursor, table)}
 
 
 def rollups_match() -> bool:
