@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from audit.dashboard_page import usage_dashboard
 from audit.views import Usage
 from mcpd import views
 from mcpd.login import ThrottledAdminLoginForm
@@ -17,6 +18,8 @@ urlpatterns = [
     path("api/hello", views.hello, name="hello"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
+    # Inside the admin (its login, staff only, its look); linked from the admin index.
+    path("admin/usage/", admin.site.admin_view(usage_dashboard), name="usage-dashboard"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its init script as a file (/api/docs/?script): no inline script to allow.
