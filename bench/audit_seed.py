@@ -220,6 +220,29 @@ def rollups_match() -> bool:
     return all(rollup[k] == audit[k] for k in audit if k != "cost") and abs(rollup["cost"] - audit["cost"]) < 1e-6
 
 
+def buckets_match() -> bool:
+    """Whether the rollups' latency buckets count the successful calls the rows hold: every one with a
+    duration, every stream with a first token, in the bucket the row's time falls in (sampled: one bucket
+    of each measure, the one with the most calls)."""
+    from django.db.models import Count, Q, Sum
+
+    calls = AuditEvent.objects.filter(kind=INFERENCE, outcome="ok")
+    rollup = UsageDay.objects.aggregate(**{column: Sum(column) for column in latency.BUCKET_COLUMNS})
+    durations = [rollup[c] or 0 for c in latency.DURATION_COLUMNS]
+    ttfts = [rollup[c] or 0 for c in latency.TTFT_COLUMNS]
+    checks = {"timed": Count("id", filter=Q(duration_ms__isnull=False)), "streams": Count("id", filter=Q(ttft_ms__isnull=False))}
+    for name, counts, field in (("duration", durations, "duration_ms"), ("ttft", ttfts, "ttft_ms")):
+        busiest = max(range(latency.BUCKETS), key=lambda i: counts[i])
+        bounds = {} if busiest == 0 else {f"{field}__gt": latency.BOUNDS_MS[busiest - 1]}
+        if busiest < len(latency.BOUNDS_MS):
+            bounds[f"{field}__lte"] = latency.BOUNDS_MS[busiest]
+        checks[name] = Count("id", filter=Q(**bounds, **{f"{field}__isnull": False}))
+        checks[name + "_bucket"] = busiest
+    audit = calls.aggregate(**{k: v for k, v in checks.items() if not k.endswith("_bucket")})
+    return (audit["timed"] == sum(durations) and audit["streams"] == sum(ttfts)
+            and audit["duration"] == durations[checks["duration_bucket"]] and audit["ttft"] == ttfts[checks["ttft_bucket"]])
+
+
 def seed(count: int, seed_value: int = 2026) -> dict[str, float]:
     """Seed the database; what each step took (s) and how many rows it made."""
     rng = random.Random(seed_value)
