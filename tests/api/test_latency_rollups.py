@@ -5,12 +5,13 @@ by the bench's seed alike, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import importlib
+from decimal import Decimal
 
 import pytest
 from django.apps import apps
 from django.db import connection
 
-from audit import latency
+from audit import latency, rollups
 from audit.latency import BUCKETS, DURATION_COLUMNS, TTFT_COLUMNS
 from audit.models import INFERENCE, AuditEvent, UsageDay
 from audit.writer import insert_rows
@@ -106,3 +107,17 @@ def test_rollups_written_without_buckets_as_by_the_previous_code_still_insert(al
                        "VALUES (%s, 'gpt', %s, '', 1, 0, 0, 0, 0, 0, 0, 1)", ["2026-12-01", alice.pk])
     row = UsageDay.objects.get()
     assert row.calls == 1 and not buckets(row, latency.BUCKET_COLUMNS)
+
+
+def test_many_keys_are_upserted_in_chunks_and_added_to_on_the_next_batch(alice, monkeypatch):
+    monkeypatch.setattr(rollups, "KEYS_PER_STATEMENT", 3)
+    hostile = "x'); DROP TABLE audit_usageday; --"
+    batch = [call(alice, llm_name=name, duration_ms=120, token_sha=f"{n:064x}", prompt_tokens=n, cost=Decimal("0.5"))
+             for n, name in enumerate(["a", "b", "c", "d", hostile, "a", "b"])]
+    insert_rows(batch)
+    insert_rows(batch[:4])
+    sums = {(row.llm_name, row.token_sha[-1]): (row.calls, row.prompt_tokens, row.cost, row.duration_ms_le_200)
+            for row in UsageDay.objects.all()}
+    assert len(sums) == 7
+    assert sums[("a", "0")] == (2, 0, Decimal("1"), 2) and sums[("d", "3")] == (2, 6, Decimal("1"), 2)
+    assert sums[(hostile, "4")] == (1, 4, Decimal("0.5"), 1) and sums[("b", "6")] == (1, 6, Decimal("0.5"), 1)
