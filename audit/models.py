@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from audit.latency import BUCKET_COLUMNS
+
 INFERENCE = "llm_inference_call"
 
 
@@ -78,7 +80,7 @@ class AuditEvent(models.Model):
 class UsageDay(models.Model):
     """Usage per day (UTC), Llm, user and token: kept current in the transaction that writes the calls'
     audit rows (audit/rollups.py), so every figure shown reads these rows, never the audit table. Kept
-    when audit rows are pruned."""
+    when audit rows are pruned. Also holds the successful calls' latency histograms (columns added below)."""
 
     day = models.DateField()
     llm_name = models.CharField(max_length=100, blank=True)
@@ -103,3 +105,10 @@ class UsageDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.llm_name} user {self.user_id}"
+
+
+# The latency histograms (audit/latency.py): one count per bucket, as columns so that the rollups' upsert adds
+# them up like every other sum. 0 is also the database's default: a server still running code from before
+# them (during a rolling deploy) goes on inserting rollups.
+for _column in BUCKET_COLUMNS:
+    UsageDay.add_to_class(_column, models.PositiveBigIntegerField(default=0, db_default=0, editable=False))

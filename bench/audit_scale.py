@@ -7,10 +7,13 @@ For each database: a fresh one (SQLite: a file in a temp dir; PostgreSQL: a new 
 DATABASE_URL / --database-url, else on a throwaway server started with tests/pg.sh), migrated to just
 before the admin's indexes (audit 0005), seeded (bench/audit_seed.py), timed with the admin as it was before
 (Django's counting paginator, date_hierarchy, substring search), migrated (the new indexes built on the
-seeded rows, timed), timed again with today's admin; the usage API once (it reads the rollups only). Each
-figure is the median of --runs requests through Django's test Client, logged in as a superuser, after one
-untimed request; "SQL" is the slowest statement of a request and "full count" says whether one counted
-the audit table without a LIMIT. Everything it creates is removed at the end (--keep to keep it).
+seeded rows, timed), migrated again (the rollups' latency buckets, audit 0007, filled from the rows, timed),
+timed again with today's admin; the usage API and the usage dashboard once (they read the rollups only).
+Each figure is the median of --runs requests through Django's test Client, logged in as a superuser, after
+one untimed request; "SQL" is the slowest statement of a request and "full count" says whether one counted
+the audit table without a LIMIT. The audit write path (audit.writer.insert_rows, 500 rows) is timed with
+and without the latency buckets, in alternating batches. Everything it creates is removed at the end
+(--keep to keep it).
 """
 
 from __future__ import annotations
@@ -174,17 +177,24 @@ def child(args: argparse.Namespace) -> None:
     steps["check_s"] = time.perf_counter() - began
     client, pages = admin_client(), page_urls()
     if not args.no_before:
-        steps["write_before_ms"] = write_batch_ms()
+        steps["write_before_ms"] = write_batch_ms(without_buckets=True)  # the table has no buckets yet
         with old_admin():
             for name, url in pages.items():
                 results["pages"].setdefault(name, {})["before"] = timed(client, url, min(args.runs, BEFORE_RUNS))
         say("  old admin timed; building the admin's indexes (audit 0006)")
         began = time.perf_counter()
-        call_command("migrate", "audit", verbosity=0)
+        call_command("migrate", "audit", "0006", verbosity=0)
         steps["index_s"] = time.perf_counter() - began
+        say("  filling the rollups' latency buckets from the rows (audit 0007)")
+        began = time.perf_counter()
+        call_command("migrate", "audit", verbosity=0)
+        steps["buckets_s"] = time.perf_counter() - began
         analyse(connection)
-    steps["write_after_ms"] = write_batch_ms()
-    for name, url in {**pages, **extra_urls(args.rows), **usage_urls()}.items():
+    else:
+        steps["fill_s"] = refill_buckets()
+    steps["buckets_match"] = audit_seed.buckets_match()
+    steps["write_after_ms"], steps["write_no_buckets_ms"] = write_batch_ab()
+    for name, url in {**pages, **extra_urls(args.rows), **usage_urls(), **dashboard_urls()}.items():
         results["pages"].setdefault(name, {})["after"] = timed(client, url, args.runs)
     steps["table_mb"] = table_mb(connection)
     Path(args.child).write_text(json.dumps(results))
@@ -250,6 +260,25 @@ def usage_urls() -> dict[str, str]:
             for days in (30, 90) for group_by in ("llm", "user", "group", "token")}
 
 
+def dashboard_urls() -> dict[str, str]:
+    return {f"usage dashboard: {period}": f"/admin/usage/?period={period}" for period in ("day", "week", "month")}
+
+
+def refill_buckets() -> float:
+    """Seconds the migration's fill of the latency buckets (audit 0007) takes on the seeded rows, run again
+    (it sets the same counts the seed gave them)."""
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("audit.migrations.0007_usage_latency_buckets")
+    began = time.perf_counter()
+    with connection.schema_editor() as editor:
+        migration.fill_from_audit_rows(apps, editor)
+    return time.perf_counter() - began
+
+
 def timed(client, url: str, runs: int) -> dict:
     """Median milliseconds of `runs` GETs after one untimed GET; that GET's queries."""
     from django.db import connection, reset_queries
@@ -303,20 +332,88 @@ def old_admin():
             delattr(model_admin, name)
 
 
-def write_batch_ms(batches: int = 10, size: int = 500) -> float:
-    """Median ms of audit.writer.insert_rows (the live write path, rollups included) for one 500-row batch."""
+def write_rows(batch: int, size: int) -> list[dict]:
+    """A batch of finished calls, each of its own token (a rollup key each: the upsert's worst case), half
+    of them streams."""
     from audit.models import INFERENCE
-    from audit.writer import insert_rows
 
+    return [{"kind": INFERENCE, "llm_name": "bench-write", "actor": "bench", "status": 200, "outcome": "ok",
+             "prompt_tokens": 10, "completion_tokens": 5, "request_id": f"w{batch}-{i}-{os.urandom(6).hex()}",
+             "token_sha": os.urandom(32).hex(), "duration_ms": 200 + 37 * i, "streaming": i % 2 == 0,
+             "ttft_ms": 80 + 11 * i if i % 2 == 0 else None} for i in range(size)]
+
+
+def write_batch_ms(batches: int = 10, size: int = 500, *, without_buckets: bool = False) -> float:
+    """Median ms of audit.writer.insert_rows (the live write path, rollups included) for one 500-row batch."""
     times = []
     for b in range(batches):
-        rows = [{"kind": INFERENCE, "llm_name": "bench-write", "actor": "bench", "status": 200, "outcome": "ok",
-                 "prompt_tokens": 10, "completion_tokens": 5, "request_id": f"w{b}-{i}-{os.urandom(6).hex()}",
-                 "token_sha": os.urandom(32).hex()} for i in range(size)]
+        times.append(write_once(write_rows(b, size), without_buckets))
+    return statistics.median(times)
+
+
+def write_batch_ab(batches: int = 20, size: int = 500) -> tuple[float, float]:
+    """Median ms of a 500-row insert_rows with the rollups' latency buckets, and with the rollups as they were
+    before them (their 8 sums only), in alternating batches (alternating which goes first), so that both
+    meet the same load of a shared machine."""
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for b in range(batches):
+        for without in ((True, False) if b % 2 else (False, True)):
+            times[without].append(write_once(write_rows(2 * b + without, size), without))
+    return statistics.median(times[False]), statistics.median(times[True])
+
+
+def write_once(rows: list[dict], without_buckets: bool) -> float:
+    from audit import rollups
+    from audit.writer import insert_rows
+
+    real_add = rollups.add
+    if without_buckets:
+        rollups.add = add_without_buckets
+    try:
         began = time.perf_counter()
         insert_rows(rows)
-        times.append((time.perf_counter() - began) * 1000)
-    return statistics.median(times)
+        return (time.perf_counter() - began) * 1000
+    finally:
+        rollups.add = real_add
+
+
+def add_without_buckets(rows: list[dict], day) -> None:
+    """audit.rollups.add as it was before the latency buckets (commit f52c0aa): the same upsert of 8 sums."""
+    from decimal import Decimal
+
+    from django.db import connection
+
+    from audit.models import Outcome, UsageDay
+
+    totals: dict[tuple, list] = {}
+    for row in rows:
+        user = row.get("user")
+        key = (day, row.get("llm_name") or "", getattr(user, "pk", None) or 0, row.get("token_sha") or "")
+        sums = totals.setdefault(key, [0, 0, 0, 0, 0, 0, Decimal(0), 0])
+        cost = row.get("cost")
+        sums[0] += 1
+        sums[1] += row.get("outcome") == Outcome.ERROR
+        sums[2] += row.get("prompt_tokens") or 0
+        sums[3] += row.get("completion_tokens") or 0
+        sums[4] += row.get("cache_read_tokens") or 0
+        sums[5] += row.get("cache_write_tokens") or 0
+        if cost is None:
+            sums[7] += 1
+        else:
+            sums[6] += cost
+    quote = connection.ops.quote_name
+    table = quote(UsageDay._meta.db_table)
+    names = ("day", "llm_name", "user_id", "token_sha", "calls", "errors", "prompt_tokens", "completion_tokens",
+             "cache_read_tokens", "cache_write_tokens", "cost", "unpriced_calls")
+    columns = [quote(name) for name in names]
+    added = ", ".join(f"{column} = {table}.{column} + excluded.{column}" for column in columns[4:])
+    sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+           f"ON CONFLICT ({', '.join(columns[:4])}) DO UPDATE SET {added}")
+    day_field, cost_field = UsageDay._meta.get_field("day"), UsageDay._meta.get_field("cost")
+    params = [[day_field.get_db_prep_save(key[0], connection), *key[1:], *sums[:6],
+               cost_field.get_db_prep_save(sums[6], connection), sums[7]] for key, sums in sorted(totals.items())]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def table_mb(connection) -> dict[str, float]:
@@ -366,9 +463,13 @@ def report(results: dict, args: argparse.Namespace, elapsed: float) -> None:
               f"({s['rows'] / s['insert_s']:,.0f}/s), {s['rollups']:,} rollups in {s['rollups_s']:.0f} s "
               f"(match the rows: {'yes' if s['rollups_match'] else 'NO'}, checked in {s['check_s']:.0f} s)"
               + (f"; indexes built by audit 0006 in {s['index_s']:.0f} s" if "index_s" in s else "")
+              + (f"; latency buckets filled by audit 0007 in {s['buckets_s']:.0f} s" if "buckets_s" in s else "")
+              + (f"; audit 0007's fill of the latency buckets, rerun: {s['fill_s']:.0f} s" if "fill_s" in s else "")
+              + f" (buckets match the rows: {'yes' if s['buckets_match'] else 'NO'})"
               + (f"; table {sizes['table']:,.0f} MB + indexes {sizes['indexes']:,.0f} MB" if sizes else "")
-              + "; a 500-row audit write " + (f"{s['write_before_ms']:.1f} ms before, " if "write_before_ms" in s else "")
-              + f"{s['write_after_ms']:.1f} ms now")
+              + "; a 500-row audit write " + (f"{s['write_before_ms']:.1f} ms before the indexes, "
+                                               if "write_before_ms" in s else "")
+              + f"{s['write_after_ms']:.1f} ms now, {s['write_no_buckets_ms']:.1f} ms without the latency buckets")
     print(f"{os.cpu_count()} cores; run took {elapsed:.0f} s; command: {' '.join(sys.argv)}")
 
 

@@ -6,7 +6,8 @@ over the last 90 days (UTC), ~3% errors (upstream 502s, 429s, ...) with no token
 streams, token counts and costs set; one row in a thousand a change (token issued, Llm updated, ...).
 Rows go in in time order (ids rise with created_at, as they do live): PostgreSQL through COPY, SQLite
 through executemany batches on the raw connection with synchronous=OFF. The rollups are then built from
-the rows in one INSERT ... SELECT ... GROUP BY, and checked against them.
+the rows in one INSERT ... SELECT ... GROUP BY (their latency buckets too, when the database has them),
+and checked against them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 
+from audit import latency
 from audit.models import INFERENCE, AuditEvent, UsageDay
 from llms.models import Llm
 from mcpd.models import ApiToken
@@ -191,11 +193,19 @@ def build_rollups() -> int:
             "COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(cost), 0), SUM(CASE WHEN cost IS NULL THEN 1 ELSE 0 END)")
     columns = ["day", "llm_name", "user_id", "token_sha", "calls", "errors", "prompt_tokens", "completion_tokens",
                "cache_read_tokens", "cache_write_tokens", "cost", "unpriced_calls"]
+    if latency.BUCKET_COLUMNS[0] in table_columns(UsageDay._meta.db_table):  # the buckets, once audit 0007 ran
+        sums += ", " + ", ".join(total for measure in latency.MEASURES for total in latency.bucket_sums_sql(measure))
+        columns += latency.BUCKET_COLUMNS
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"INSERT INTO {quote(UsageDay._meta.db_table)} ({', '.join(columns)}) "
                        f"SELECT {day}, llm_name, COALESCE(user_id, 0), token_sha, {sums} "
                        f"FROM {quote(AuditEvent._meta.db_table)} WHERE kind = %s GROUP BY 1, 2, 3, 4", [INFERENCE])
         return cursor.rowcount
+
+
+def table_columns(table: str) -> set[str]:
+    with connection.cursor() as cursor:
+        return {column.name for column in connection.introspection.get_table_description(cursor, table)}
 
 
 def rollups_match() -> bool:
@@ -208,6 +218,29 @@ def rollups_match() -> bool:
                             unpriced_calls=Count("id", filter=Q(cost__isnull=True)), cost=Sum("cost"))
     rollup = UsageDay.objects.aggregate(**{name: Sum(name) for name in audit})
     return all(rollup[k] == audit[k] for k in audit if k != "cost") and abs(rollup["cost"] - audit["cost"]) < 1e-6
+
+
+def buckets_match() -> bool:
+    """Whether the rollups' latency buckets count the successful calls the rows hold: every one with a
+    duration, every stream with a first token, in the bucket the row's time falls in (sampled: one bucket
+    of each measure, the one with the most calls)."""
+    from django.db.models import Count, Q, Sum
+
+    calls = AuditEvent.objects.filter(kind=INFERENCE, outcome="ok")
+    rollup = UsageDay.objects.aggregate(**{column: Sum(column) for column in latency.BUCKET_COLUMNS})
+    durations = [rollup[c] or 0 for c in latency.DURATION_COLUMNS]
+    ttfts = [rollup[c] or 0 for c in latency.TTFT_COLUMNS]
+    checks = {"timed": Count("id", filter=Q(duration_ms__isnull=False)), "streams": Count("id", filter=Q(ttft_ms__isnull=False))}
+    for name, counts, field in (("duration", durations, "duration_ms"), ("ttft", ttfts, "ttft_ms")):
+        busiest = max(range(latency.BUCKETS), key=lambda i: counts[i])
+        bounds = {} if busiest == 0 else {f"{field}__gt": latency.BOUNDS_MS[busiest - 1]}
+        if busiest < len(latency.BOUNDS_MS):
+            bounds[f"{field}__lte"] = latency.BOUNDS_MS[busiest]
+        checks[name] = Count("id", filter=Q(**bounds, **{f"{field}__isnull": False}))
+        checks[name + "_bucket"] = busiest
+    audit = calls.aggregate(**{k: v for k, v in checks.items() if not k.endswith("_bucket")})
+    return (audit["timed"] == sum(durations) and audit["streams"] == sum(ttfts)
+            and audit["duration"] == durations[checks["duration_bucket"]] and audit["ttft"] == ttfts[checks["ttft_bucket"]])
 
 
 def seed(count: int, seed_value: int = 2026) -> dict[str, float]:

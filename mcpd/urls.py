@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from audit.dashboard_page import usage_dashboard
 from audit.views import Usage
 from llms.playground import playground
 from mcpd import views
@@ -18,6 +19,8 @@ urlpatterns = [
     path("api/hello", views.Hello.as_view(), name="hello"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
+    # Inside the admin (its login, staff only, its look); linked from the admin index.
+    path("admin/usage/", admin.site.admin_view(usage_dashboard), name="usage-dashboard"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its init script as a file (/api/docs/?script): no inline script to allow.

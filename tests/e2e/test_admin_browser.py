@@ -4,10 +4,13 @@ A new admin logs in, adds a Secret, an Llm using it, grants `run` on the Llm's "
 page, issues an API token and copies it from the page; the token then works outside the browser.
 Every page on the way, and the API docs, work under mcpd's Content-Security-Policy: the browser's
 console (captured through goog:loggingPrefs) shows no refusal and no failed load.
+Calls made through the server show on the usage dashboard.
 The steps and the driver are in tests/e2e/browser.py; screenshots go to the `artifacts` directory.
 """
 
 from __future__ import annotations
+
+import time
 
 import pytest
 import requests
@@ -22,11 +25,12 @@ from tests.e2e.browser import (
     console_errors,
     grant_run,
     issue_token,
+    log_in,
     screenshot,
     submit,
     wait,
 )
-from tests.fakes.upstream import HELLO
+from tests.fakes.upstream import HELLO, json_reply
 
 pytestmark = pytest.mark.xdist_group("e2e")  # one server for every e2e test (run.sh: --dist loadgroup)
 
@@ -128,3 +132,64 @@ def test_the_api_docs_render_from_this_servers_files_under_its_policy(server, br
     assert not ran
     refusals = console_errors(browser)
     assert any("inline script" in e and "Content Security Policy" in e for e in refusals), refusals
+
+
+def test_calls_through_the_server_show_on_the_usage_dashboard(server, browser, upstream, artifacts):
+    """Calls to the loopback provider through the real server (its audit writer, its rollups), then the
+    dashboard in the browser: the Llm's row, its bars, the period switch, no console error."""
+    url, name, password = server.url, "dash-admin", "pw-dash-e2e-1234"
+    server.manage("createsuperuser", "--noinput", "--username", name, "--email", "dash@example.com",
+                  env={"DJANGO_SUPERUSER_PASSWORD": password})
+    for llm in ("dash-gpt", "dash-vllm"):
+        server.manage("llm", "add", llm, "--provider", "openai" if llm == "dash-gpt" else "vllm", "--model", "m",
+                      "--base-url", f"{upstream.url}/v1", "--price-input", "2.5", "--price-output", "10")
+    auth = {"Authorization": f"Bearer {server.manage('token', 'issue', name).strip().splitlines()[-1]}"}
+    chat = {"messages": [{"role": "user", "content": "Hi"}]}
+    for n in range(6):
+        body = {**chat, "model": "dash-gpt" if n % 3 else "dash-vllm", "stream": n % 2 == 0}
+        reply = requests.post(f"{url}/v1/chat/completions", headers=auth, json=body, timeout=10)
+        assert reply.status_code == 200, reply.text
+    upstream.reply(json_reply({"error": {"message": "boom"}}, status=500))
+    failed = requests.post(f"{url}/v1/chat/completions", headers=auth, json={**chat, "model": "dash-gpt"}, timeout=10)
+    assert failed.status_code == 502
+
+    def counted() -> dict:  # the writer inserts in the background, within ~0.1 s (the server is shared)
+        data = requests.get(f"{url}/api/v1/usage/?group_by=llm", headers=auth, timeout=10).json()["data"]
+        return {entry["llm"]: entry["calls"] for entry in data if entry["llm"].startswith("dash-")}
+
+    deadline = time.monotonic() + 10
+    while counted() != {"dash-gpt": 5, "dash-vllm": 2} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert counted() == {"dash-gpt": 5, "dash-vllm": 2}
+
+    log_in(browser, url, name, password)  # whoever an earlier test logged in, logged out
+    browser.get_log("browser")
+    browser.find_element(By.CSS_SELECTOR, "#usage-dashboard-module a[href='/admin/usage/']").click()
+    wait(browser).until(EC.url_contains("/admin/usage/"))
+    assert_page_works(browser, "the usage dashboard")
+    rows = {row.find_element(By.TAG_NAME, "th").text: row.find_elements(By.TAG_NAME, "td")
+            for row in browser.find_elements(By.CSS_SELECTOR, "#usage-llms tbody tr")}
+    assert [cell.text for cell in rows["dash-gpt"][:2]] == ["5", "1 20.0%"]
+    assert [cell.text for cell in rows["dash-vllm"][:2]] == ["2", "0 0.0%"]
+    assert rows["dash-gpt"][5].text.endswith("ms")  # p50 latency, from the rollups' buckets
+    bars = browser.find_elements(By.CSS_SELECTOR, "#chart-calls-per-llm svg rect.usage-bar")
+    titles = [bar.find_element(By.TAG_NAME, "title").get_attribute("textContent") for bar in bars]
+    assert "dash-gpt, without error: 4 calls" in titles and "dash-gpt, errors: 1 calls" in titles
+    assert bars[0].size["width"] > 0 and bars[0].size["height"] > 0  # drawn, not only in the markup
+    filled = browser.execute_script("return getComputedStyle(arguments[0]).fill", bars[0])
+    assert "usage-fill-0" in filled, filled  # the pattern of the page's fills
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert [u for u in loaded if not u.startswith((f"{url}/", "data:"))] == []  # nothing from another host
+    assert browser.execute_script("return document.scripts.length") == len(
+        browser.find_elements(By.CSS_SELECTOR, "script[src]"))  # the admin's own files; no inline script
+
+    browser.find_element(By.LINK_TEXT, "Today").click()
+    wait(browser).until(EC.url_contains("period=day"))
+    assert browser.find_element(By.CSS_SELECTOR, ".usage-periods a[aria-current=page]").text == "Today"
+    assert_page_works(browser, "the usage dashboard, today")
+    page_height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, min(page_height + 200, 4000))  # the whole page (the window's frame included)
+    try:
+        screenshot(browser, artifacts, "dashboard")
+    finally:
+        browser.set_window_size(1280, 900)
