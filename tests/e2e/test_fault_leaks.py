@@ -27,7 +27,7 @@ from tests.e2e.faulty import FAULTS, ROUTES, SERVER_ENV, Call, call, check, set_
 from tests.e2e.test_faults import BAD_SIGNS, worker_pids
 from tests.fakes.upstream import FakeUpstream, connection_refused_url
 
-pytestmark = pytest.mark.xdist_group("e2e-fault-leaks")
+pytestmark = [pytest.mark.xdist_group("e2e-fault-leaks"), pytest.mark.solo]  # tests/run.sh: run alone
 
 REQUESTS = 1000
 AT_ONCE = 16

@@ -19,7 +19,7 @@ from tests.e2e.conftest import Server, running_server
 from tests.e2e.streams import hold_streams
 from tests.fakes.paced import PacedUpstream
 
-pytestmark = pytest.mark.xdist_group("e2e-scale")
+pytestmark = [pytest.mark.xdist_group("e2e-scale"), pytest.mark.solo]  # tests/run.sh: run alone
 
 STREAMS = 1000
 PACE = {"events": 5, "interval": 1.0}  # 4-second streams: long enough for all of them to be open at once
