@@ -4,7 +4,8 @@ An admin sets up a priced Llm on the loopback fake provider and grants run to a 
 admin (the walkthrough's steps, tests/e2e/browser.py). That user chats on /playground/: the answer grows
 on the page while the fake is still sending it, then its usage line appears; the conversation is kept
 for the next message; errors are shown as the API sent them. The admin then finds the call among the
-Llm's recent calls and presses Test. Screenshots go to the `artifacts` directory.
+Llm's recent calls and presses Test, and the usage dashboard shows those calls. Screenshots go to the
+`artifacts` directory.
 """
 
 from __future__ import annotations
@@ -189,3 +190,21 @@ def test_a_user_chats_on_the_playground_and_the_admin_sees_and_tests_the_llm(ser
     assert [holder.text for holder in holders] == ["user pat"]
     screenshot(browser, artifacts, "llm-page", browser.find_element(By.ID, "llm-overview"))
     assert_page_works(browser, "an Llm's page after Test")
+
+    # And the usage dashboard shows pat's calls to the Llm (the rollups of the real server's writer).
+    browser.get(f"{url}/admin/")
+    browser.find_element(By.CSS_SELECTOR, "#usage-dashboard-module a[href='/admin/usage/']").click()
+    wait(browser).until(EC.url_contains("/admin/usage/"))
+    assert_page_works(browser, "the usage dashboard")
+
+    def calls_shown(driver: WebDriver) -> str:  # the writer adds the Test's row within ~0.1 s: reload till then
+        rows = {row.find_element(By.TAG_NAME, "th").text: [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+                for row in driver.find_elements(By.CSS_SELECTOR, "#usage-llms tbody tr")}
+        if rows.get("paced-llm", [""])[0] != str(len(cells) + 1):
+            driver.refresh()
+            return ""
+        return rows["paced-llm"][0]
+
+    assert wait(browser).until(calls_shown) == str(len(cells) + 1)  # the playground's calls and the Test
+    bars = browser.find_elements(By.CSS_SELECTOR, "#chart-calls-per-llm svg rect.usage-bar")
+    assert any("paced-llm" in bar.find_element(By.TAG_NAME, "title").get_attribute("textContent") for bar in bars)
