@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.fakes.upstream import HELLO, FakeUpstream, json_reply, openai_stream_frames, sse_reply
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.xdist_group("e2e")  # one server for every e2e test (run.sh: --dist loadgroup)
 
@@ -251,7 +252,45 @@ def test_metrics_add_up_the_calls_of_every_worker(gateway, fresh_fake):
         for _ in range(6):
             session.post(f"{gateway.url}/v1/chat/completions", headers={**gateway.auth, "Connection": "close"},
                          json={"model": "fake", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
-    assert calls() == before + 6
+    # A call is counted as its response closes, just after the client has the bytes.
+    assert wait_for(lambda: calls() == before + 6), calls()
+
+
+def upstream_sockets(master: int, port: int) -> list[int]:
+    """Per gunicorn worker, its established connections to 127.0.0.1:port (from /proc)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[2].endswith(f":{port:04X}") and fields[3] == "01":  # remote port, ESTABLISHED
+            inodes.add(fields[9])
+    counts = []
+    for worker in Path(f"/proc/{master}/task/{master}/children").read_text().split():
+        links = [str(fd.readlink()) for fd in Path(f"/proc/{worker}/fd").iterdir() if fd.is_symlink()]
+        counts.append(sum(link[8:-1] in inodes for link in links if link.startswith("socket:[")))
+    return counts
+
+
+def test_the_open_streams_gauge_adds_up_every_workers_streams(server, gateway, fresh_fake):
+    """Streams held open on both workers at once: mcpd_streams_open sums the live workers' (livesum)."""
+    def open_streams() -> float:
+        text = requests.get(f"{gateway.url}/metrics", timeout=5).text
+        return next(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith("mcpd_streams_open"))
+
+    fresh_fake.reply(*[sse_reply(openai_stream_frames([f"w{i} " for i in range(8)]), interval=0.25)
+                       for _ in range(6)])
+    streams = [requests.post(f"{gateway.url}/v1/chat/completions", stream=True, timeout=10,
+                             headers={**gateway.auth, "Connection": "close"},
+                             json={"model": "fake", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+               for _ in range(6)]
+    held = upstream_sockets(server.process.pid, int(fresh_fake.url.rsplit(":", 1)[1]))
+    assert len(held) == 2 and sum(held) >= 6, held
+    if min(held) == 0:
+        pytest.skip(f"every stream landed on one worker this time ({held}); the sum is not shown")
+    assert open_streams() == 6
+    for stream in streams:
+        assert stream.content.endswith(b"data: [DONE]\n\n")
+    assert wait_for(lambda: open_streams() == 0), open_streams()
 
 
 def test_metrics_list_every_family_and_no_label_of_a_clients_choosing(gateway):
