@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -32,3 +35,18 @@ class SubcommandCommand(BaseCommand):
     def fail(self, message: str) -> None:
         """Stop with a clear message and a non-zero exit code."""
         raise CommandError(message)
+
+
+def non_negative_decimal(what: str) -> Callable[[str], Decimal]:
+    """An argparse type: a finite decimal number of 0 or more (a price, a budget), `what` naming it."""
+
+    def parse(text: str) -> Decimal:
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise argparse.ArgumentTypeError(f"not a decimal number: {text!r}") from None
+        if not value.is_finite() or value < 0:
+            raise argparse.ArgumentTypeError(f"{what} is a number of 0 or more, not {text!r}")
+        return value
+
+    return parse

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -11,20 +10,13 @@ from django.core.exceptions import ValidationError
 
 from limits.models import Limit, Period
 from llms.models import Llm
-from mcpd.commands import SubcommandCommand
+from mcpd.commands import SubcommandCommand, non_negative_decimal
 from mcpd.models import ApiToken
 
 CAPS = ("requests_per_minute", "tokens_per_minute", "concurrent", "budget")
 
 
-def amount(text: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"not a decimal number: {text!r}") from None
-    if not value.is_finite() or value < 0:
-        raise argparse.ArgumentTypeError(f"a budget is a number of 0 or more, not {text!r}")
-    return value
+amount = non_negative_decimal("a budget")
 
 
 def positive(text: str) -> int:

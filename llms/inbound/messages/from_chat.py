@@ -18,6 +18,7 @@ from llms.adapters.chat import reasoning_of
 from llms.adapters.errors import bad_response, event_json
 from llms.adapters.passthrough import usage_of
 from llms.inbound.messages.errors import error_body
+from llms.inbound.tool_calls import StreamedCall
 from llms.streaming import Event
 from mcpd import wirejson
 from mcpd.errors import ApiError
@@ -124,26 +125,13 @@ def tool_input(arguments: Any, call_id: str, provider: str) -> dict[str, Any]:
 
 
 @dataclass(eq=False)
-class _Call:
+class _Call(StreamedCall):
     """One tool call of the stream, by its chat index."""
 
     id: str | None = None
     name: str | None = None
-    arguments: list[str] = field(default_factory=list)  # every fragment so far
     held: list[str] = field(default_factory=list)  # fragments waiting for the call's block to start
     index: int | None = None  # its content block, once started
-    _checked: int = -1
-    _complete: bool = False
-
-    def complete(self) -> bool:
-        """The arguments so far are a whole JSON object: nothing more can come for this call."""
-        if self._checked != len(self.arguments):
-            self._checked = len(self.arguments)
-            try:
-                self._complete = isinstance(wirejson.loads("".join(self.arguments)), dict)
-            except ValueError:
-                self._complete = False
-        return self._complete
 
 
 @dataclass(eq=False)

@@ -31,6 +31,7 @@ from llms.inbound.responses.output import (
 )
 from llms.inbound.responses.tables import id_base, new_call_id, reasoning_tokens_of, response_usage, status_of
 from llms.inbound.responses.tools import ChatTool, chat_tools
+from llms.inbound.tool_calls import StreamedCall
 from llms.streaming import Event
 from mcpd import wirejson
 from mcpd.errors import ApiError
@@ -101,29 +102,16 @@ def tool_called(tools: dict[str, ChatTool], name: str) -> ChatTool:
 
 
 @dataclass(eq=False)
-class _Call:
+class _Call(StreamedCall):
     """One tool call of the stream, by its chat index."""
 
     id: str | None = None
     name: str | None = None  # the chat name
     tool: ChatTool | None = None  # the request's tool it names, once its item has started
-    arguments: list[str] = field(default_factory=list)  # every fragment so far
     held: list[str] = field(default_factory=list)  # fragments waiting for the call's item to start
     started: bool = False
     decoder: InputDecoder | None = None  # a custom tool's: its input, decoded as it comes
     sent: list[str] = field(default_factory=list)  # the input deltas sent (custom tools)
-    _checked: int = -1
-    _complete: bool = False
-
-    def complete(self) -> bool:
-        """The arguments so far are a whole JSON object: nothing more can come for this call."""
-        if self._checked != len(self.arguments):
-            self._checked = len(self.arguments)
-            try:
-                self._complete = isinstance(wirejson.loads("".join(self.arguments)), dict)
-            except ValueError:
-                self._complete = False
-        return self._complete
 
 
 @dataclass(eq=False)

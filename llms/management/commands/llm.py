@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import uuid
-from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -18,22 +16,14 @@ from llms.inbound.chat import DONE
 from llms.models import Deployment, Fallback, Llm, Provider
 from llms.permissions import grant_run, revoke_run
 from llms.streaming import ProxyStream
-from mcpd.commands import SubcommandCommand
+from mcpd.commands import SubcommandCommand, non_negative_decimal
 from mcpd.errors import ApiError
 from secrets_app.models import Secret
 
 PRICES = ("input", "output", "cache_read", "cache_write")
 
 
-def price(text: str) -> Decimal:
-    """A price per million tokens: a non-negative decimal number."""
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"not a decimal number: {text!r}") from None
-    if not value.is_finite() or value < 0:
-        raise argparse.ArgumentTypeError(f"a price is a number of 0 or more, not {text!r}")
-    return value
+price = non_negative_decimal("a price")  # per million tokens
 
 
 class Command(SubcommandCommand):
