@@ -132,7 +132,9 @@ _rules = TtlMemo()
 def applicable(user: Any, token_sha: str, llm: Any) -> list[Rule]:
     """The limits on this caller's calls to this Llm: the user's, their groups', the token's, everyone's,
     for this Llm or for every Llm."""
-    if not _rules.get("any", Limit.objects.exists):
+    # Whether any limit exists at all: known from the query that found the Llm (llm_to_run), else asked.
+    any_limit = getattr(llm, "any_limit", None)
+    if not (any_limit if any_limit is not None else _rules.get("any", Limit.objects.exists)):
         return []
     user_id = getattr(user, "pk", None)
     return _rules.get((user_id, token_sha, llm.pk), lambda: _load(user_id, token_sha, llm.pk))

@@ -157,11 +157,14 @@ def llm_to_run(user, name: str) -> Llm:
 
 def _look_up(user, name: str) -> Llm:
     allowed_user = user.is_active and user.is_authenticated
-    # Whether it has further deployments or fallbacks, in the same query: an Llm with neither (most)
-    # needs no query for them (llms/routing.py, llms/proxy.py).
+    # Whether it has further deployments or fallbacks, and whether any limit exists, in the same query: a
+    # call that needs none of them asks nothing more (llms/routing.py, llms/proxy.py, limits/admission.py).
+    from limits.models import Limit
+
     queryset = Llm.objects.select_related("api_key_secret").annotate(
         has_deployments=Exists(Deployment.objects.filter(llm=OuterRef("pk"), enabled=True)),
-        has_fallbacks=Exists(Fallback.objects.filter(llm=OuterRef("pk"))))
+        has_fallbacks=Exists(Fallback.objects.filter(llm=OuterRef("pk"))),
+        any_limit=Exists(Limit.objects.all()))
     if allowed_user and not user.is_superuser:
         queryset = _annotate_may_run(queryset, user)
     try:

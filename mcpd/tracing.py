@@ -24,6 +24,7 @@ OPERATIONS = {Api.CHAT_COMPLETIONS: "chat", Api.MESSAGES: "chat", Api.RESPONSES:
 _lock = threading.Lock()
 _tracer: Any = None
 _pid: int | None = None  # the process the tracer was made in: a forked worker makes its own
+_untraced_pid: int | None = None  # a process found without an endpoint: its calls ask no more
 
 
 def enabled() -> bool:
@@ -33,17 +34,22 @@ def enabled() -> bool:
 def use(provider: Any) -> None:
     """Spans go to this TracerProvider from now on (tests: an in-memory exporter); None: back to the
     environment's choice."""
-    global _tracer, _pid
+    global _tracer, _pid, _untraced_pid
     with _lock:
         _tracer = provider.get_tracer("mcpd") if provider is not None else None
         _pid = os.getpid() if provider is not None else None
+        _untraced_pid = None
 
 
 def _the_tracer() -> Any:
-    global _tracer, _pid
-    if _tracer is not None and _pid == os.getpid():
+    global _tracer, _pid, _untraced_pid
+    pid = os.getpid()
+    if _tracer is not None and _pid == pid:
         return _tracer
-    if not enabled():
+    if _untraced_pid == pid:
+        return None
+    if not enabled():  # the environment is read once per process
+        _untraced_pid = pid
         return None
     with _lock:
         if _tracer is None or _pid != os.getpid():

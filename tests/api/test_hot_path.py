@@ -127,7 +127,8 @@ def test_a_silent_provider_gets_keep_alive_comments_to_the_client(alice, client_
 
 def test_without_the_memos_an_llm_with_one_deployment_costs_no_query_for_routing(alice, client_for, upstream_llm,
                                                                                  fake_upstream, settings):
-    """Whether an Llm has further deployments or fallbacks comes with the query that finds it."""
+    """Whether an Llm has further deployments or fallbacks, and whether any limit exists, comes with the
+    query that finds it."""
     settings.AUTH_CACHE_SECONDS = 0
     client = client_for(alice)
     with CaptureQueriesContext(connection) as context:
@@ -137,3 +138,4 @@ def test_without_the_memos_an_llm_with_one_deployment_costs_no_query_for_routing
     assert not [sql for sql in selects if sql.startswith(('SELECT "llms_deployment".', 'SELECT "llms_fallback".',
                                                           'SELECT "llms_llm"."id", "llms_llm"."name"'))
                 and "EXISTS" not in sql], selects
+    assert not [sql for sql in selects if sql.startswith('SELECT 1 AS "a" FROM "limits_limit"')], selects
