@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -74,7 +74,21 @@ def submit(driver: WebDriver, selector: str = "input[name=_save]") -> None:
     """Click a submit button and wait for the next page."""
     button = driver.find_element(By.CSS_SELECTOR, selector)
     button.click()
-    wait(driver).until(EC.staleness_of(button))
+    wait(driver).until(lambda d: _gone(button))
+
+
+def _gone(element: WebElement) -> bool:
+    """The element left the document: stale, or, asked while the next page replaces it, a node chromedriver
+    no longer finds in it (which it reports as an "unknown error", not as staleness)."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in (exc.msg or ""):
+            return True
+        raise
+    return False
 
 
 def assert_saved(driver: WebDriver) -> None:
