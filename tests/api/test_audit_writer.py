@@ -121,16 +121,21 @@ def test_calls_settle_their_limits_with_the_writers_batches(alice, client_for, u
     store = admission.counters()
     real = store.adjust
     monkeypatch.setattr(store, "adjust", lambda deltas: (adjusted.append(dict(deltas)), real(deltas)))
-    gate = threading.Event()
+    gate, writing = threading.Event(), threading.Event()
+    primer = {"primer": True}  # held in a write while the calls end, so their settlements wait together
 
     def write(batch):
-        gate.wait(5)  # the calls end while the writer waits on its first batch
-        insert_rows(batch)
+        if primer in batch:
+            writing.set()
+            gate.wait(5)
+        insert_rows([row for row in batch if row is not primer])
 
     writer = AuditWriter(write)
     monkeypatch.setattr(writer_module, "WRITER", writer)
     writer.start()
     try:
+        writer.submit(primer)
+        assert writing.wait(5)
         client = client_for(alice)
         for _ in range(3):
             assert infer(client, {**CHAT, "max_tokens": 100}).status_code == 200
