@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from llms.models import Llm
 from llms.permissions import grant_run
 from mcpd.models import ApiToken
 from secrets_app.models import Secret
+from tests.waiting import wait_for
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
@@ -141,6 +143,22 @@ def _fresh_memos():
     yield
     forget_everything()
     forget_cooling()
+
+
+@pytest.fixture(autouse=True)
+def _live_requests_finished(request):
+    """A test on the live server ends when the server has finished its requests: a call writes its
+    audit row after its response, and a row written while the test database is emptied deadlocks it
+    on PostgreSQL (the flush's TRUNCATE against the row's upsert). Set up after the database (an
+    autouse fixture of pytest-django's), so torn down before it is emptied."""
+    yield
+    if "live_server" in request.fixturenames:
+        wait_for(lambda: not _serving_threads(), timeout=10)
+
+
+def _serving_threads() -> list[threading.Thread]:
+    """The live server's request threads (socketserver's ThreadingMixIn names them by their target)."""
+    return [thread for thread in threading.enumerate() if "process_request_thread" in thread.name]
 
 
 @pytest.fixture(scope="session")
