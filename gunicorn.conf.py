@@ -15,8 +15,9 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 # gevent: an LLM call mostly waits on the provider, and a waiting greenlet costs kilobytes, where a
 # thread per call held 16 calls per worker. Every worker patches the standard library at start (the
-# app is not preloaded, so nothing of mcpd's is imported before that in any process).
-worker_class = "gevent"
+# app is not preloaded, so nothing of mcpd's is imported before that in any process). mcpd's subclass
+# gives a new connection longer than `keepalive` for its first request (mcpd/gunicorn_worker.py).
+worker_class = "mcpd.gunicorn_worker.Worker"
 worker_connections = int(os.environ.get("MCPD_WORKER_CONNECTIONS", "2000"))
 # Each open stream holds two sockets (the client's and the provider's): lift the soft limit on open
 # files as far as the hard limit allows, so that worker_connections streams fit in one worker.
@@ -30,7 +31,8 @@ timeout = int(os.environ.get("MCPD_WORKER_TIMEOUT", "660"))
 # On SIGTERM or SIGHUP (reload), open streams get this long to finish before their worker is stopped.
 graceful_timeout = int(os.environ.get("MCPD_GRACEFUL_TIMEOUT", "60"))
 # How long an idle client connection is kept for its next request (behind a load balancer, longer than
-# the balancer's own idle timeout). A graceful stop waits for these too.
+# the balancer's own idle timeout). A graceful stop waits for these too. A new connection's first request
+# may take up to MCPD_FIRST_REQUEST_TIMEOUT (30 s).
 keepalive = int(os.environ.get("MCPD_KEEPALIVE", "5"))
 accesslog = os.environ.get("MCPD_ACCESS_LOG", "-")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 class StreamResult:
     status: int = 0
     first_chunk: float | None = None  # seconds from the request to the first data event
+    last_chunk: float | None = None  # and to the last
     done: bool = False  # ended with data: [DONE]
     error: str = ""
     events: list[bytes] = field(default_factory=list)
@@ -40,8 +41,9 @@ async def _one(url: str, headers: dict[str, str], body: dict) -> StreamResult:
                 data = event.split(b"data: ", 1)[-1] if b"data: " in event else b""
                 if not data:
                     continue
+                result.last_chunk = time.monotonic() - started
                 if result.first_chunk is None:
-                    result.first_chunk = time.monotonic() - started
+                    result.first_chunk = result.last_chunk
                 result.events.append(data)
                 result.done = result.done or data.endswith(b"[DONE]")
         writer.close()

@@ -23,11 +23,8 @@ pytestmark = [pytest.mark.xdist_group("e2e-scale"), pytest.mark.solo]  # tests/r
 
 STREAMS = 1000
 PACE = {"events": 5, "interval": 1.0}  # 4-second streams: long enough for all of them to be open at once
-# MCPD_KEEPALIVE as shipped (5 s), not the e2e servers' 1 s: gunicorn's gevent worker waits that long for
-# a new connection's first request too, and a thousand arriving at once on two busy cores can take longer
-# (the connection is then closed unread: the client sees a reset).
 SERVER = {"WEB_CONCURRENCY": "2", "MCPD_AUTH_CACHE_SECONDS": "0", "MCPD_ACCESS_LOG": "/dev/null",
-          "MCPD_DB_POOL_SIZE": "10", "MCPD_KEEPALIVE": "5"}
+          "MCPD_DB_POOL_SIZE": "10"}
 BAD_SIGNS = re.compile(r"Traceback|too many clients|remaining connection slots|database is locked|"
                        r"AUDIT ROW LOST|another command is already in progress", re.IGNORECASE)
 SET_UP = """
@@ -58,8 +55,10 @@ def run_streams(server: Server, paced: PacedUpstream) -> None:
                            STREAMS)
     errors = [r.error or r.status for r in results if not r.done or r.status != 200]
     assert errors == [], f"{len(errors)} of {STREAMS} streams failed, e.g. {errors[:5]}"
-    firsts = sorted(r.first_chunk for r in results)
-    assert firsts[int(STREAMS * 0.99)] < 5.0, firsts[-10:]  # generous: the load generator shares the 2 cores
+    # Relayed as the provider paced them, 4 s from first to last, not gathered: how soon the first chunk
+    # comes is a figure of the benchmark's (`make bench`), which has the cores to itself.
+    spreads = sorted(r.last_chunk - r.first_chunk for r in results)
+    assert spreads[0] > PACE["interval"] * (PACE["events"] - 1) / 2, spreads[:10]
     assert paced.streams - before == STREAMS and paced.peak >= STREAMS * 0.9  # really at the same time
     deadline = time.monotonic() + 30
     while (rows := int(server.manage("shell", "-c", COUNT_ROWS).strip().splitlines()[-1])) < STREAMS:

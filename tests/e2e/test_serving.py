@@ -6,8 +6,11 @@ Servers of their own (signals, settings of their own), each on a fresh SQLite da
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -150,8 +153,35 @@ def test_a_revocation_reaches_every_server_within_the_memos_bound(tmp_path_facto
     assert max(refused_after.values()) <= bound + 0.5, refused_after
 
 
-def test_the_workers_run_on_gevent_and_nothing_was_imported_before_the_patch(tmp_path_factory):
-    with running_server(tmp_path_factory, env={"WEB_CONCURRENCY": "1"}) as server:
-        assert "Using worker: gevent" in server.log()
-        assert "MonkeyPatchWarning" not in server.log()
-        os.kill(server.process.pid, 0)
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory) -> Iterator[Server]:
+    """One gevent worker; an idle connection kept 1 s (the e2e servers' MCPD_KEEPALIVE), a first request
+    waited for 3 s."""
+    with running_server(tmp_path_factory, env={"WEB_CONCURRENCY": "1", "MCPD_FIRST_REQUEST_TIMEOUT": "3"}) as server:
+        yield server
+
+
+def test_the_workers_run_on_gevent_and_nothing_was_imported_before_the_patch(one_worker):
+    assert "Using worker: mcpd.gunicorn_worker.Worker" in one_worker.log()
+    assert "MonkeyPatchWarning" not in one_worker.log()
+    os.kill(one_worker.process.pid, 0)
+
+
+def test_a_new_connection_waits_longer_for_its_first_request_than_an_idle_one_for_its_next(one_worker):
+    """A first request late by more than MCPD_KEEPALIVE is still read (a burst of connections is slow to
+    send); the next one, after an idle MCPD_KEEPALIVE, finds the connection closed."""
+    host, port = one_worker.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.connect()
+    with closing(connection):
+        time.sleep(2)  # past the 1 s keep-alive, within the 3 s for a first request
+        for _ in range(2):  # and kept alive after it
+            connection.request("GET", "/healthz")
+            reply = connection.getresponse()
+            assert (reply.status, json.loads(reply.read())) == (200, {"status": "ok"})
+        time.sleep(2)  # idle past the keep-alive: gunicorn has closed it
+        assert connection.sock.recv(1) == b""
+
+    with closing(socket.create_connection((host, int(port)), timeout=10)) as silent:
+        time.sleep(4)  # past the first request's 3 s too
+        assert silent.recv(1) == b""
