@@ -19,10 +19,12 @@ workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 # gives a new connection longer than `keepalive` for its first request (mcpd/gunicorn_worker.py).
 worker_class = "mcpd.gunicorn_worker.Worker"
 worker_connections = int(os.environ.get("MCPD_WORKER_CONNECTIONS", "2000"))
-# Each open stream holds two sockets (the client's and the provider's): lift the soft limit on open
-# files as far as the hard limit allows, so that worker_connections streams fit in one worker.
+# Each open stream holds two sockets (the client's and the provider's), and the provider connections
+# kept for the next calls (MCPD_UPSTREAM_POOL_SIZE per provider host) hold theirs: lift the soft limit on
+# open files as far as the hard limit allows, so that worker_connections streams fit in one worker
+# beside another host's kept connections.
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-_wanted = 2 * worker_connections + 256
+_wanted = 2 * worker_connections + int(os.environ.get("MCPD_UPSTREAM_POOL_SIZE", worker_connections)) + 256
 if _soft != resource.RLIM_INFINITY and _soft < _wanted:
     resource.setrlimit(resource.RLIMIT_NOFILE, (_wanted if _hard == resource.RLIM_INFINITY else min(_wanted, _hard),
                                                 _hard))

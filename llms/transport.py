@@ -46,10 +46,11 @@ class NoCookies(DefaultCookiePolicy):
         return False
 
 
-def _new_session() -> requests.Session:
+def new_session() -> requests.Session:
     session = requests.Session()
-    # Keep-alive to providers; no retries: a retried completion is a second bill.
-    adapter = HTTPAdapter(pool_connections=32, pool_maxsize=256, max_retries=0)
+    # Keep-alive to providers, MCPD_UPSTREAM_POOL_SIZE connections per host (a call beyond them opens
+    # one, closed after it); no retries: a retried completion is a second bill.
+    adapter = HTTPAdapter(pool_connections=32, pool_maxsize=settings.UPSTREAM_POOL_SIZE, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.trust_env = False  # no proxy or netrc surprises from the server's environment
@@ -74,7 +75,7 @@ def safe_retry_after(value: str | None) -> str | None:
     return format_datetime(when.astimezone(UTC), usegmt=True)
 
 
-SESSION = _new_session()
+SESSION = new_session()
 
 
 class UpstreamResponse:

@@ -90,6 +90,9 @@ AUTH_CACHE_SECONDS = env.float("MCPD_AUTH_CACHE_SECONDS", default=5.0)
 STREAM_KEEPALIVE_SECONDS = env.float("MCPD_STREAM_KEEPALIVE_SECONDS", default=15.0)
 UPSTREAM_CONNECT_TIMEOUT = env.float("MCPD_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 UPSTREAM_READ_TIMEOUT = env.float("MCPD_UPSTREAM_READ_TIMEOUT", default=600.0)
+# Connections kept open to each provider host for the next call (llms/transport.py): as many as a worker
+# holds calls, so that a burst of streams does not open (and TLS-handshake) new ones each time.
+UPSTREAM_POOL_SIZE = env.int("MCPD_UPSTREAM_POOL_SIZE", default=env.int("MCPD_WORKER_CONNECTIONS", default=2000))
 # Retries (llms/proxy.py, llms/routing.py): only before the first byte, each to another deployment, all
 # within this many seconds; a failed deployment is skipped everywhere for MCPD_COOLDOWN_SECONDS.
 RETRY_BUDGET_SECONDS = env.float("MCPD_RETRY_BUDGET_SECONDS", default=5.0)
@@ -107,9 +110,10 @@ LIMITS_LEASE_SECONDS = env.int("MCPD_LIMITS_LEASE_SECONDS", default=3600)
 CURRENCY = env.str("MCPD_CURRENCY", default="USD")
 VAULT_ADDR = env.str("VAULT_ADDR", default="")
 VAULT_TOKEN = env.str("VAULT_TOKEN", default="")
-if min(MAX_BODY_BYTES, UPSTREAM_MAX_BODY_BYTES, UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_READ_TIMEOUT) <= 0:
-    raise ImproperlyConfigured("MCPD_MAX_BODY_BYTES, MCPD_UPSTREAM_MAX_BODY_BYTES and the upstream timeouts "
-                               "must be positive")
+if min(MAX_BODY_BYTES, UPSTREAM_MAX_BODY_BYTES, UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_READ_TIMEOUT,
+       UPSTREAM_POOL_SIZE) <= 0:
+    raise ImproperlyConfigured("MCPD_MAX_BODY_BYTES, MCPD_UPSTREAM_MAX_BODY_BYTES, MCPD_UPSTREAM_POOL_SIZE and the "
+                               "upstream timeouts must be positive")
 # Django refuses bodies over this before our view sees them; the view answers 413 itself for API routes.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 

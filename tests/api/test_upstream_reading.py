@@ -6,6 +6,7 @@ same limit. Every fault on every route, through the production server: tests/e2e
 from __future__ import annotations
 
 import json
+import threading
 import tracemalloc
 import zlib
 
@@ -83,6 +84,37 @@ def test_a_whole_reply_gives_its_connection_back_to_the_pool(alice, client_for, 
     for _ in range(3):
         assert infer(client).status_code == 200
     assert len({request.peer for request in fake_upstream.requests}) == 1
+
+
+@pytest.mark.parametrize(("pool", "opened_again"), [(8, 4), (12, 0)])
+def test_as_many_connections_as_the_pool_holds_are_kept_for_the_next_calls(fake_upstream, settings, monkeypatch,
+                                                                           pool, opened_again):
+    """12 calls at once, twice: the second dozen reuses what MCPD_UPSTREAM_POOL_SIZE kept of the first's."""
+    from llms import transport
+    from llms.adapters.base import UpstreamRequest
+
+    settings.UPSTREAM_POOL_SIZE = pool
+    monkeypatch.setattr(transport, "SESSION", transport.new_session())
+    request = UpstreamRequest(fake_upstream.url + "/v1/chat/completions", {}, CHAT)
+    all_open = threading.Barrier(12)
+
+    def call() -> None:
+        response = transport.post(request, stream=False, provider="openai")
+        all_open.wait(10)  # twelve connections in use at once
+        response.body()  # read to its end: the connection goes back to the pool
+
+    def twelve_at_once() -> set[tuple[str, int]]:
+        before = len(fake_upstream.requests)
+        threads = [threading.Thread(target=call) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        return {request.peer for request in fake_upstream.requests[before:]}
+
+    first = twelve_at_once()
+    second = twelve_at_once()
+    assert len(first) == 12 and len(second - first) == opened_again
 
 
 def test_a_whole_reply_must_arrive_within_the_read_timeout(alice, client_for, upstream_llm, fake_upstream, settings):
