@@ -15,12 +15,11 @@ from django.utils import timezone
 
 from audit.latency import BUCKETS, DURATION_COLUMNS, TTFT_COLUMNS, quantile
 from audit.models import UsageDay
-from audit.usage import FIGURES, Span
+from audit.usage import FIGURES, SUMMED, Span
 
 PERIODS = {"day": 1, "week": 7, "month": 30}  # the last N UTC days, today's included
 DEFAULT_PERIOD = "week"
 USERS_SHOWN = 50  # the busiest, by cost then calls; the usage API lists them all
-SUMMED = (*FIGURES, *DURATION_COLUMNS, *TTFT_COLUMNS)
 
 
 @dataclass

@@ -54,6 +54,15 @@ def quantile(counts: Sequence[int], q: float) -> float | None:
     return math.inf  # unreachable for 0 <= q <= 1
 
 
+def quantile_ms(counts: Sequence[int], q: float) -> int | None:
+    """quantile() in whole milliseconds, for the usage API: one above the last bound is that bound (as
+    Prometheus's histogram_quantile answers for its +Inf bucket); None when nothing was counted."""
+    value = quantile(counts, q)
+    if value is None:
+        return None
+    return BOUNDS_MS[-1] if math.isinf(value) else round(value)
+
+
 def bucket_sums_sql(measure: str, column: str | None = None) -> list[str]:
     """SQL sums over audit rows that fill one measure's bucket columns (for rollups built from rows in
     bulk: the bench's seed). `column` is the row's column (default: the measure)."""

@@ -1,5 +1,5 @@
-"""Usage figures: calls, errors, tokens and cost per Llm, user, group or token over a span of days,
-read from the rollups (audit.models.UsageDay), never from audit rows."""
+"""Usage figures: calls, errors, tokens, cost and latency percentiles per Llm, user, group or token over a
+span of days, read from the rollups (audit.models.UsageDay), never from audit rows."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Sum
 from django.utils import timezone
 
+from audit.latency import DURATION_COLUMNS, TTFT_COLUMNS, quantile_ms
 from audit.models import UsageDay
 from mcpd.errors import InvalidRequest
 from mcpd.models import ApiToken
@@ -21,6 +22,10 @@ GROUP_BY = ("llm", "user", "group", "token")
 DEFAULT_DAYS = 30  # since, when not given: the last 30 days, today's included
 FIGURES = ("calls", "errors", "prompt_tokens", "completion_tokens", "cache_read_tokens", "cache_write_tokens",
            "cost", "unpriced_calls")
+SUMMED = (*FIGURES, *DURATION_COLUMNS, *TTFT_COLUMNS)  # the latency buckets are summed, then read as percentiles
+# Estimated from the successful calls' buckets (audit/latency.py); null when none was timed.
+PERCENTILES = {"latency_p50_ms": (DURATION_COLUMNS, 0.5), "latency_p95_ms": (DURATION_COLUMNS, 0.95),
+               "ttft_p50_ms": (TTFT_COLUMNS, 0.5), "ttft_p95_ms": (TTFT_COLUMNS, 0.95)}
 _COLUMNS = {"llm": "llm_name", "user": "user_id", "group": "user_id", "token": "token_sha"}
 
 
@@ -63,14 +68,23 @@ def usage(group_by: str, span: Span, *, user_id: int | None = None) -> tuple[lis
     if user_id is not None:
         rollups = rollups.filter(user_id=user_id)
     column = _COLUMNS[group_by]
-    sums = {row[column]: row for row in rollups.values(column).annotate(**{f: Sum(f) for f in FIGURES}).order_by()}
+    sums = {row[column]: row for row in rollups.values(column).annotate(**{f: Sum(f) for f in SUMMED}).order_by()}
     entries = {"llm": _by_llm, "user": _by_user, "group": _by_group, "token": _by_token}[group_by](sums)
     entries.sort(key=lambda entry: (-entry["cost"], -entry["calls"], str(entry[group_by])))
-    return entries, _figures(rollups.aggregate(**{f: Sum(f) for f in FIGURES}))
+    total = _figures(rollups.aggregate(**{f: Sum(f) for f in SUMMED}))
+    return [_with_percentiles(entry) for entry in entries], _with_percentiles(total)
 
 
 def _figures(row: dict[str, Any]) -> dict[str, Any]:
-    return {figure: row[figure] or (Decimal(0) if figure == "cost" else 0) for figure in FIGURES}
+    return {figure: row[figure] or (Decimal(0) if figure == "cost" else 0) for figure in SUMMED}
+
+
+def _with_percentiles(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry with its bucket counts read as percentiles."""
+    buckets = {column: entry.pop(column) for column in (*DURATION_COLUMNS, *TTFT_COLUMNS)}
+    for name, (columns, q) in PERCENTILES.items():
+        entry[name] = quantile_ms([buckets[column] for column in columns], q)
+    return entry
 
 
 def _by_llm(sums: dict) -> list[dict[str, Any]]:
@@ -91,7 +105,7 @@ def _by_group(sums: dict) -> list[dict[str, Any]]:
     added: dict[str | None, dict[str, Any]] = {}
     for uid, row in sums.items():
         for name in groups_of.get(uid) or [None]:
-            entry = added.setdefault(name, {"group": name, **{f: Decimal(0) if f == "cost" else 0 for f in FIGURES}})
+            entry = added.setdefault(name, {"group": name, **{f: Decimal(0) if f == "cost" else 0 for f in SUMMED}})
             for figure, value in _figures(row).items():
                 entry[figure] += value
     return list(added.values())

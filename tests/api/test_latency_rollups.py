@@ -121,3 +121,29 @@ def test_many_keys_are_upserted_in_chunks_and_added_to_on_the_next_batch(alice, 
     assert len(sums) == 7
     assert sums[("a", "0")] == (2, 0, Decimal("1"), 2) and sums[("d", "3")] == (2, 6, Decimal("1"), 2)
     assert sums[(hostile, "4")] == (1, 4, Decimal("0.5"), 1) and sums[("b", "6")] == (1, 6, Decimal("0.5"), 1)
+
+
+def test_the_usage_api_and_command_give_percentiles_estimated_from_the_buckets(alice, client_for, capsys):
+    insert_rows([call(alice, duration_ms=40), call(alice, duration_ms=45),
+                 call(alice, duration_ms=820, ttft_ms=120, streaming=True),
+                 call(alice, duration_ms=2500, ttft_ms=300, streaming=True),
+                 call(alice, outcome="error", duration_ms=3),  # a failure is not timed
+                 call(alice, llm_name="slow", duration_ms=700_000),  # past the last bound (600 s)
+                 call(alice, llm_name="refused", outcome="error", duration_ms=1)])
+    body = client_for(alice).get("/api/v1/usage/?group_by=llm").json()
+    by_llm = {entry["llm"]: entry for entry in body["data"]}
+    percentiles = ("latency_p50_ms", "latency_p95_ms", "ttft_p50_ms", "ttft_p95_ms")
+    # durations: 2 in (0, 50], 1 in (750, 1000], 1 in (2000, 3000]; p50 ranks 2nd of 4, p95 3.8th
+    assert [by_llm["gpt"][p] for p in percentiles] == [50, 2800, 200, 290]
+    assert [by_llm["slow"][p] for p in percentiles] == [600_000, 600_000, None, None]
+    assert [by_llm["refused"][p] for p in percentiles] == [None] * 4
+    assert body["total"]["latency_p50_ms"] == 875 and body["total"]["calls"] == 7  # 2.5th of 5: in (750, 1000]
+    assert not {c for entry in body["data"] for c in entry if c.startswith(("duration_ms_", "ttft_ms_"))}
+
+    from django.core.management import call_command
+
+    call_command("usage")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[-8:] == ["p50", "ms", "p95", "ms", "ttft", "p50", "ttft", "p95"]
+    assert next(line for line in lines if line.startswith("gpt")).split()[-4:] == ["50", "2800", "200", "290"]
+    assert next(line for line in lines if line.startswith("refused")).split()[-4:] == ["-"] * 4
