@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Sum
 from django.utils import timezone
 
-from audit.latency import DURATION_COLUMNS, TTFT_COLUMNS, quantile_ms
+from audit.latency import BUCKET_COLUMNS, DURATION_COLUMNS, TTFT_COLUMNS, quantile_ms
 from audit.models import UsageDay
 from mcpd.errors import InvalidRequest
 from mcpd.models import ApiToken
@@ -22,7 +22,7 @@ GROUP_BY = ("llm", "user", "group", "token")
 DEFAULT_DAYS = 30  # since, when not given: the last 30 days, today's included
 FIGURES = ("calls", "errors", "prompt_tokens", "completion_tokens", "cache_read_tokens", "cache_write_tokens",
            "cost", "unpriced_calls")
-SUMMED = (*FIGURES, *DURATION_COLUMNS, *TTFT_COLUMNS)  # the latency buckets are summed, then read as percentiles
+SUMMED = (*FIGURES, *BUCKET_COLUMNS)  # the latency buckets are summed, then read as percentiles
 # Estimated from the successful calls' buckets (audit/latency.py); null when none was timed.
 PERCENTILES = {"latency_p50_ms": (DURATION_COLUMNS, 0.5), "latency_p95_ms": (DURATION_COLUMNS, 0.95),
                "ttft_p50_ms": (TTFT_COLUMNS, 0.5), "ttft_p95_ms": (TTFT_COLUMNS, 0.95)}
@@ -81,7 +81,7 @@ def _figures(row: dict[str, Any]) -> dict[str, Any]:
 
 def _with_percentiles(entry: dict[str, Any]) -> dict[str, Any]:
     """The entry with its bucket counts read as percentiles."""
-    buckets = {column: entry.pop(column) for column in (*DURATION_COLUMNS, *TTFT_COLUMNS)}
+    buckets = {column: entry.pop(column) for column in BUCKET_COLUMNS}
     for name, (columns, q) in PERCENTILES.items():
         entry[name] = quantile_ms([buckets[column] for column in columns], q)
     return entry

@@ -235,17 +235,7 @@ def chat_completion(caller: Caller, llm: Llm, body: dict[str, Any], *,
     record = _record(caller, llm, api, body)
     with _recorded(caller, record, body) as call:
         validate_chat_request(body)
-        return call.through_fallbacks(llm, lambda each, final: _chat(call, each, body, final))
-
-
-def _chat(call: _Call, llm: Llm, body: dict[str, Any], final: bool) -> Answer | ProxyStream:
-    adapter = get_adapter(llm.provider)
-    stream = body.get("stream") is True
-    upstream = call.send(llm, lambda target: adapter.build_request(target, body), stream=stream, final=final)
-    if stream:
-        return _open_stream(upstream, call.record, call.scrub, adapter.to_error,
-                            ChatRelay(adapter.stream_translator(body)))
-    return _answer(upstream, call.record, call.scrub, adapter.to_error, adapter.parse_response)
+        return call.through_fallbacks(llm, lambda each, final: _through_chat(call, each, final, body, ChatRelay))
 
 
 @sensitive_variables("target", "upstream")
@@ -312,16 +302,19 @@ def _passthrough(call: _Call, llm: Llm, final: bool, build: Callable[[Target], U
 
 @sensitive_variables("upstream")
 def _through_chat(call: _Call, llm: Llm, final: bool, chat_body: dict[str, Any],
-                  relay: Callable[[StreamTranslator], Relay], reply: Callable[[dict[str, Any]], dict[str, Any]]
-                  ) -> Answer | ProxyStream:
-    """A chat body translated from the client's API, sent by the Llm's adapter; `relay` (of the adapter's
-    stream translator) and `reply` (of its chat.completion) turn the answer back into the client's API."""
+                  relay: Callable[[StreamTranslator], Relay],
+                  reply: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Answer | ProxyStream:
+    """A chat body (the client's, or translated from the client's API), sent by the Llm's adapter; `relay`
+    (of the adapter's stream translator) and `reply` (of its chat.completion; None: the chat.completion
+    itself) turn the answer back into the client's API."""
     adapter = get_adapter(llm.provider)
     stream = chat_body.get("stream") is True
     upstream = call.send(llm, lambda target: adapter.build_request(target, chat_body), stream=stream, final=final)
     if stream:
         return _open_stream(upstream, call.record, call.scrub, adapter.to_error,
                             relay(adapter.stream_translator(chat_body)))
+    if reply is None:
+        return _answer(upstream, call.record, call.scrub, adapter.to_error, adapter.parse_response)
 
     def read(payload: Any) -> tuple[dict[str, Any], Usage]:
         completion, usage = adapter.parse_response(payload)
